@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+
+	"github.com/forewarn/forewarn/httpapi"
+	"github.com/forewarn/forewarn/ingest"
+)
+
+// influxSummarizer gives a ticket's context the device's telemetry around
+// the fault: per metric, the count, min, max, mean and last value of the
+// readings from since to 48 h after it (24 h before the latest raise to 24 h
+// after, as the console asks) or now, whichever is first. It reads at most
+// summaryTail readings per metric, the latest ones.
+type influxSummarizer struct {
+	client influxdb2.Client
+	org    string
+	bucket string
+	now    func() time.Time
+}
+
+const summaryTail = 5000
+
+var _ httpapi.TelemetrySummarizer = (*influxSummarizer)(nil)
+
+// MetricSummary is one metric's figures over the window.
+type MetricSummary struct {
+	Count  int       `json:"count"`
+	Min    float64   `json:"min"`
+	Max    float64   `json:"max"`
+	Mean   float64   `json:"mean"`
+	Last   float64   `json:"last"`
+	LastAt time.Time `json:"last_at"`
+}
+
+// TelemetrySummary is what Summarize returns.
+type TelemetrySummary struct {
+	From    time.Time                `json:"from"`
+	To      time.Time                `json:"to"`
+	Metrics map[string]MetricSummary `json:"metrics"`
+}
+
+func (s *influxSummarizer) Summarize(ctx context.Context, deviceID string, since time.Time) (any, error) {
+	to := since.Add(48 * time.Hour)
+	if now := s.now(); to.After(now) {
+		to = now
+	}
+	if !to.After(since) {
+		return TelemetrySummary{From: since, To: to, Metrics: map[string]MetricSummary{}}, nil
+	}
+	// deviceID comes from a stored ticket and is [A-Za-z0-9._:-] (the
+	// device contract), so %q quoting is exact Flux string syntax.
+	q := fmt.Sprintf(`from(bucket: %q)
+  |> range(start: %s, stop: %s)
+  |> filter(fn: (r) => r._measurement == %q and r.device_id == %q)
+  |> keep(columns: ["_time", "_field", "_value"])
+  |> group(columns: ["_field"])
+  |> sort(columns: ["_time"])
+  |> tail(n: %d)`, s.bucket, since.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano),
+		ingest.Measurement, deviceID, summaryTail)
+	res, err := s.client.QueryAPI(s.org).Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("query telemetry of %s: %w", deviceID, err)
+	}
+	defer res.Close()
+	sums := map[string]*MetricSummary{}
+	for res.Next() {
+		rec := res.Record()
+		var v float64
+		switch x := rec.Value().(type) {
+		case float64:
+			v = x
+		case int64:
+			v = float64(x)
+		case bool:
+			if x {
+				v = 1
+			}
+		default:
+			continue // strings are not telemetry
+		}
+		m := sums[rec.Field()]
+		if m == nil {
+			m = &MetricSummary{Min: math.Inf(1), Max: math.Inf(-1)}
+			sums[rec.Field()] = m
+		}
+		m.Count++
+		m.Min, m.Max = min(m.Min, v), max(m.Max, v)
+		m.Mean += (v - m.Mean) / float64(m.Count) // running mean
+		if !rec.Time().Before(m.LastAt) {
+			m.Last, m.LastAt = v, rec.Time().UTC()
+		}
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("read telemetry of %s: %w", deviceID, err)
+	}
+	out := TelemetrySummary{From: since.UTC(), To: to.UTC(), Metrics: make(map[string]MetricSummary, len(sums))}
+	for name, m := range sums {
+		out.Metrics[name] = *m
+	}
+	return out, nil
+}
