@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
@@ -49,7 +50,21 @@ func newBufConn(conn net.Conn) *bufConn {
 	return c
 }
 
-func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+// Read reads through the buffer. Once a write has failed the connection
+// is broken both ways: the flusher set a past read deadline, so Read
+// fails as soon as the buffer is empty, with the write's error.
+func (c *bufConn) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil {
+		c.mu.Lock()
+		werr := c.err
+		c.mu.Unlock()
+		if werr != nil {
+			return n, fmt.Errorf("connection failed on write: %w", werr)
+		}
+	}
+	return n, err
+}
 
 func (c *bufConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
@@ -87,9 +102,14 @@ func (c *bufConn) flush() {
 		c.spare = b[:0]
 		c.cond.Broadcast()
 		if err != nil {
+			// Not Close: paho's reader takes "use of closed network
+			// connection" for a close of its own and reports nothing, so
+			// the client would stay "connected" until its keep-alive
+			// expires, while the broker queues (and past its limit drops)
+			// our messages. Wake the reader instead; Read returns err.
 			c.err = err
 			c.buf = nil
-			_ = c.Conn.Close()
+			_ = c.Conn.SetReadDeadline(time.Now())
 			return
 		}
 	}

@@ -240,8 +240,14 @@ func TestBrokerRestartUnderLoadIntegration(t *testing.T) {
 	go func() { pubDone <- lp.run(ctx, n, 3) }()
 	for _, at := range []int64{5000, 12000} {
 		require.Eventually(t, func() bool { return lp.sent.Load() >= at }, 30*time.Second, 10*time.Millisecond)
+		before := testutil.ToFloat64(p.sub.metrics.reconnect)
 		b.Stop(t)
 		b.Start(t)
+		// Noticed from the broken connection itself, not from the
+		// keep-alive (2 s + paho's 10 s ping timeout), during which the
+		// broker would queue and, past max_queued_messages, drop.
+		require.Eventually(t, func() bool { return testutil.ToFloat64(p.sub.metrics.reconnect) > before },
+			8*time.Second, 10*time.Millisecond, "reconnected after the restart at %d", at)
 	}
 	require.NoError(t, <-pubDone)
 	require.Eventually(t, func() bool { return total(countPoints(t, db)) >= n }, 60*time.Second, 200*time.Millisecond)

@@ -287,3 +287,50 @@ func TestSpoolDirIsExclusive(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, b.Close())
 }
+
+// TestBufConnWriteFailureBreaksRead: when the broker goes away while
+// paho's reader is not reading (its pipeline is backed up), the first sign
+// is a failed write. The blocked or next Read must then fail with an error
+// paho reports as a lost connection, never with "use of closed network
+// connection", which paho takes for its own close and ignores (the client
+// then stays "connected" until the keep-alive expires, while the broker
+// queues and, past max_queued_messages, drops our messages).
+func TestBufConnWriteFailureBreaksRead(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		s, err := ln.Accept()
+		if err == nil {
+			accepted <- s
+		}
+		close(accepted)
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	c := newBufConn(raw)
+	defer c.Close()
+	peer := <-accepted
+	require.NotNil(t, peer)
+	// The peer resets the connection (SO_LINGER 0): the next write fails.
+	require.NoError(t, peer.(*net.TCPConn).SetLinger(0))
+	require.NoError(t, peer.Close())
+
+	require.Eventually(t, func() bool {
+		_, err := c.Write([]byte{0x40, 2, 0, 1}) // a PUBACK
+		return err != nil
+	}, 5*time.Second, 10*time.Millisecond, "a write to a reset connection fails")
+	readErr := make(chan error, 1)
+	go func() { // only now, as paho's reader does once its pipeline moves again
+		_, err := c.Read(make([]byte, 1))
+		readErr <- err
+	}()
+	select {
+	case err := <-readErr:
+		require.Error(t, err)
+		require.NotContains(t, err.Error(), "use of closed network connection")
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read still blocked after the connection failed on write")
+	}
+}
