@@ -100,9 +100,12 @@ func (s *sample) addBool(name string, b bool) {
 }
 
 // Noise salts: one per purpose, so two purposes never share a random value.
+// saltNoise is followed by the metric index (below 64); each other salt is
+// its own value above those. key combines a device with a salt without
+// overlap (device in the high 32 bits).
 const (
-	saltNoise = iota * 64 // + metric index
-	saltPhase = 1 << 20
+	saltNoise = 0 // + metric index
+	saltPhase = 1<<20 + iota
 	saltEpisode
 	saltDraw
 	saltSession
@@ -113,9 +116,12 @@ const (
 	saltOddity
 )
 
+// key is the hash input for device i and salt s: distinct for every pair.
+func key(i uint32, s uint64) uint64 { return uint64(i)<<32 | s }
+
 // noise returns a normal value of sd for metric m of device i at time t.
 func (f *Fleet) noise(i uint32, t int64, m uint64, sd float64) float64 {
-	return sd * gauss(hash3(f.seed, uint64(i)<<8|m, uint64(t)))
+	return sd * gauss(hash3(f.seed, key(i, m), uint64(t)))
 }
 
 // outdoor is the true outdoor temperature at site s: season, a daily cycle
@@ -127,7 +133,7 @@ func (f *Fleet) outdoor(site uint32, t int64) float64 {
 	h := math.Mod(tm, 86400) / 3600
 	daily := 4 * math.Sin(2*math.Pi*(h-9)/24)
 	front := 3 * smooth(f.seed, saltWeather, tm, 2*86400) // shared by the region
-	local := 1.5*gauss(hash3(f.seed, saltSite, uint64(site))) + 1*smooth(f.seed, saltWeather+1+uint64(site), tm, 6*3600)
+	local := 1.5*gauss(hash3(f.seed, saltSite, uint64(site))) + 1*smooth(f.seed, key(site+1, saltWeather), tm, 6*3600)
 	return season + daily + front + local
 }
 
@@ -145,7 +151,7 @@ func weekend(t int64) bool {
 // episode's start.
 func (f *Fleet) episode(i uint32, salt uint64, t, period, dur int64, prob float64) (bool, int64) {
 	w := t / period
-	h := hash3(f.seed, uint64(i)<<8|salt, uint64(w))
+	h := hash3(f.seed, key(i, salt), uint64(w))
 	if unit(h) >= prob {
 		return false, 0
 	}
@@ -250,7 +256,7 @@ func setpoint(t int64) float64 {
 // evening in ten a bath (benign: it cools the tank a lot).
 func (f *Fleet) draw(i uint32, t int64) float64 {
 	day, sec := t/86400, t%86400
-	h := hash3(f.seed, uint64(i)<<8|saltDraw, uint64(day))
+	h := hash3(f.seed, key(i, saltDraw), uint64(day))
 	morning := int64(6*3600+1800) + int64(h%1800)
 	if weekend(t) {
 		morning += 2 * 3600
@@ -321,7 +327,7 @@ func (f *Fleet) waterHeater(e *env, s *sample) {
 		s.discomfort = flow > 2 && tank < 40 // a cold shower
 	}
 	shown := tank + f.noise(e.i, e.t, 5, 0.2)
-	if e.sc == scTankSensorSpikes && unit(hash3(f.seed, uint64(e.i)<<8|saltSpike, uint64(e.t))) < 0.03 {
+	if e.sc == scTankSensorSpikes && unit(hash3(f.seed, key(e.i, saltSpike), uint64(e.t))) < 0.03 {
 		shown += 35
 	}
 	amps, delta := 0.0, 0.0
@@ -350,7 +356,7 @@ type session struct {
 // evenings a car is plugged in between 17:00 and 22:00 and unplugged the
 // next morning; on some days a guest charges at midday (benign).
 func (f *Fleet) sessionOf(i uint32, day int64) session {
-	h := hash3(f.seed, uint64(i)<<8|saltSession, uint64(day))
+	h := hash3(f.seed, key(i, saltSession), uint64(day))
 	t0 := day * 86400
 	prob := 0.75
 	if weekend(t0) {
@@ -384,9 +390,14 @@ func (f *Fleet) evCharger(e *env, s *sample) {
 	rated := 11.0
 	wear := 0.0
 	if e.sc == scConnectorWear {
-		wear = 80 * e.p
-		if ambient+15+wear > 85 { // too hot: derate to one phase
-			rated = 3.7
+		// A worn contact heats by (15 + wear) K at full current; the
+		// charger limits its current so the connector stays at 80 °C
+		// (temperature rise goes with the square of the current). It
+		// passes 70 °C at full power at about wear 40 (p 0.13) and falls
+		// below half power (the customer notices) at about wear 245 (p 0.77).
+		wear = 320 * e.p
+		if rise := 15 + wear; ambient+rise > 80 {
+			rated = 11 * math.Sqrt(math.Max(0, 80-ambient)/rise)
 		}
 	}
 	status, power, delivered := 0.0, 0.0, 0.0
@@ -403,7 +414,7 @@ func (f *Fleet) evCharger(e *env, s *sample) {
 			faulted = e.since >= 0
 		case scFirmwareRollout: // the new firmware aborts sessions 20-40 minutes in
 			if e.since >= 0 && ss.plug >= e.fl.onset {
-				abort := ss.plug + 1200 + int64(hash3(f.seed, uint64(e.i)<<8|saltFault, uint64(ss.plug))%1200)
+				abort := ss.plug + 1200 + int64(hash3(f.seed, key(e.i, saltFault), uint64(ss.plug))%1200)
 				if e.t >= abort {
 					faulted = true
 					delivered = math.Min(ss.need, float64(abort-ss.plug)/3600*rated)

@@ -47,8 +47,8 @@ type RegistryDevice struct {
 	DevicePut
 }
 
-// saltOwner draws an owner's tier and locale. (The salts of model.go from
-// saltPhase on all equal 1<<20; this one differs from every one of them.)
+// saltOwner draws an owner's tier and locale; it differs from every salt
+// of model.go (TestSaltsDistinct).
 const saltOwner = 1<<21 | 7
 
 // owner locales: language and time zone, picked per owner from the seed.
