@@ -153,11 +153,11 @@ func total(m map[string]int64) int64 {
 	return n
 }
 
-// TestOutageUnderLoadIntegration stops InfluxDB for 10 s while 30,000
-// readings arrive at up to 2,000/s (the issue asks for 60 s; 10 s keeps the test
-// short and exercises the same path: the spool takes everything, the
-// backlog drains beside live data). Ingest never stops acknowledging while
-// the spool has room, and every reading is stored exactly once.
+// TestOutageUnderLoadIntegration stops InfluxDB for 60 s while 75,000
+// readings arrive at up to 1,000/s: the spool takes everything, the backlog
+// drains beside live data once InfluxDB is back. Ingest never stops
+// acknowledging while the spool has room, and every reading is stored
+// exactly once.
 func TestOutageUnderLoadIntegration(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs mosquitto and influxd (run make test)")
@@ -166,27 +166,27 @@ func TestOutageUnderLoadIntegration(t *testing.T) {
 	b, db := testenv.Mosquitto(t), testenv.InfluxDB(t)
 	p := startPipeline(t, b, db, "outage", 64<<20, nil)
 	lp := newLoadPublisher(t, b, "outage")
-	const n = 30000
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	const n, outage = 75000, 60 * time.Second
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
 	pubDone := make(chan error, 1)
-	go func() { pubDone <- lp.run(ctx, n, 2) }()
+	go func() { pubDone <- lp.run(ctx, n, 1) }()
 
 	require.Eventually(t, func() bool { return lp.sent.Load() >= 4000 }, 30*time.Second, 10*time.Millisecond)
 	db.Stop(t)
 	spooledAtStop, sentAtStop := testutil.ToFloat64(p.sub.metrics.spooled), lp.sent.Load()
-	time.Sleep(10 * time.Second) // the outage; the load goes on meanwhile
+	time.Sleep(outage) // the load goes on meanwhile
 	spooledDuring := testutil.ToFloat64(p.sub.metrics.spooled) - spooledAtStop
 	sentDuring := float64(lp.sent.Load() - sentAtStop)
 	t.Logf("during the outage: %.0f published, %.0f spooled", sentDuring, spooledDuring)
-	require.Greater(t, sentDuring, 5000.0, "the load went on")
+	require.Greater(t, sentDuring, 20000.0, "the load went on")
 	require.Greater(t, spooledDuring, 0.95*sentDuring, "ingest kept accepting while InfluxDB was down")
 	require.Zero(t, testutil.ToFloat64(p.sub.metrics.stalled))
 	require.Positive(t, p.w.Backlog())
 	db.Start(t)
 	require.NoError(t, <-pubDone)
 
-	require.Eventually(t, func() bool { return total(countPoints(t, db)) >= n }, 60*time.Second, 200*time.Millisecond)
+	require.Eventually(t, func() bool { return total(countPoints(t, db)) >= n }, 90*time.Second, 200*time.Millisecond)
 	require.Equal(t, int64(n), total(countPoints(t, db)))
 	require.Eventually(t, func() bool { return p.w.Backlog() == 0 }, 10*time.Second, 20*time.Millisecond)
 	require.Equal(t, float64(n), testutil.ToFloat64(p.w.metrics.written), "every point written once")
