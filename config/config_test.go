@@ -201,7 +201,7 @@ func TestDetectorsExample(t *testing.T) {
 	for _, r := range p.Rules {
 		detectorsUsed = append(detectorsUsed, r.Detector)
 	}
-	require.Equal(t, []string{"threshold", "rate", "flatline", "offline", "anomaly", "forecast", "event", "usage"}, detectorsUsed)
+	require.Equal(t, []string{"threshold", "rate", "flatline", "offline", "anomaly", "forecast", "event", "usage", "context"}, detectorsUsed)
 	require.Equal(t, []string{"E42", "E43"}, p.Rules[6].Codes)
 	require.Equal(t, 72*time.Hour, p.Rules[5].Horizon)
 }

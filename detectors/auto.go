@@ -1,30 +1,76 @@
 package detectors
 
-import "github.com/forewarn/forewarn/telemetry"
+import (
+	"time"
+
+	"github.com/forewarn/forewarn/telemetry"
+)
 
 // AutoModel is the model name of the built-in profile for metrics nobody
 // wrote rules for (forewarn replay without --config).
 const AutoModel = "auto"
 
-// The auto profile's anomaly parameters, chosen once on the NAB and SKAB
-// DEV sets (docs/detection.md) and frozen: scoring never re-tunes them.
+// The auto profile's parameters, chosen once on the NAB and SKAB DEV sets
+// (docs/detection.md) and frozen: scoring never re-tunes them. The choice
+// between the two shapes is by the number of metrics, never by file.
 const (
-	autoK          = 4.5
-	autoClearK     = 2.25
-	autoHalfLife   = 100
-	autoWarmup     = 200
-	autoLikelihood = 1000
+	// One metric (a univariate stream, NAB): a context rule and a
+	// second-level anomaly rule.
+	autoContextBins    = 4
+	autoContextDepth   = 3
+	autoContextNovelty = 1.0
+	autoContextRest    = 200
+	autoContextMemory  = 1024
+	autoContextWarmup  = 250
+	autoK              = 7
+	autoClearK         = 2.25
+	autoHalfLife       = 100
+	autoWarmup         = 200
+	autoLikelihood     = 1000
+
+	// Several metrics of one device (a multichannel machine, SKAB): one
+	// anomaly rule per metric judging z directly, with a short clear_for.
+	autoMultiK        = 3.25
+	autoMultiClearK   = 1.625
+	autoMultiHalfLife = 300
+	autoMultiWarmup   = 600
+	autoMultiClearFor = 5 * time.Second
 )
 
-// AutoProfile returns the "auto" profile for metrics: one anomaly rule per
-// metric (name <metric>/anomaly, fault <metric>_anomaly with characters
-// outside [a-z0-9_] replaced by _, severity minor), with the frozen
-// parameters above. It needs no knowledge of the metric's units, cadence
-// or cycle.
+// AutoProfile returns the "auto" profile for metrics. It needs no knowledge
+// of the metrics' units, cadence or cycle; its shape depends only on how
+// many metrics there are:
+//
+//   - one metric: a context rule (name <metric>/context, fault
+//     <metric>_context) and an anomaly rule with the second level
+//     (likelihood_half_life; name <metric>/anomaly, fault <metric>_anomaly);
+//   - several metrics: one anomaly rule per metric judging z itself (name
+//     <metric>/anomaly, fault <metric>_anomaly), clearing after clear_for.
+//
+// Fault names have characters outside [a-z0-9_] replaced by _; every rule
+// has severity minor.
 func AutoProfile(metrics []string) Profile {
-	p := Profile{Rules: make([]Rule, 0, len(metrics))}
+	if len(metrics) > 1 {
+		p := Profile{Rules: make([]Rule, 0, len(metrics))}
+		for _, m := range metrics {
+			k, ck, cf := autoMultiK, autoMultiClearK, autoMultiClearFor
+			p.Rules = append(p.Rules, Rule{
+				Metric: m, Detector: DetectorAnomaly, K: &k, ClearK: &ck, ClearFor: &cf,
+				HalfLife: autoMultiHalfLife, Warmup: autoMultiWarmup,
+				Fault: faultName(m) + "_anomaly", Severity: telemetry.SeverityMinor,
+			})
+		}
+		return p
+	}
+	p := Profile{Rules: make([]Rule, 0, 2*len(metrics))}
 	for _, m := range metrics {
-		k, ck := autoK, autoClearK
+		nov, rest := autoContextNovelty, autoContextRest
+		p.Rules = append(p.Rules, Rule{
+			Metric: m, Detector: DetectorContext, Bins: autoContextBins, Depth: autoContextDepth,
+			Novelty: &nov, Rest: &rest, Memory: autoContextMemory, Warmup: autoContextWarmup,
+			Fault: faultName(m) + "_context", Severity: telemetry.SeverityMinor,
+		})
+		k, ck := float64(autoK), autoClearK
 		p.Rules = append(p.Rules, Rule{
 			Metric:   m,
 			Detector: DetectorAnomaly,

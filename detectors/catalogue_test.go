@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -149,6 +150,7 @@ func TestCatalogueTraces(t *testing.T) {
 		{"forecast_example", Profile{Rules: []Rule{fileExampleRule(t, "forecast.go")}}},
 		{"forecast_gap", Profile{Rules: []Rule{fileExampleRule(t, "forecast.go")}}},
 		{"usage_example", Profile{Rules: []Rule{fileExampleRule(t, "usage.go")}}},
+		{"context_example", Profile{Rules: []Rule{fileExampleRule(t, "context.go")}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.trace, func(t *testing.T) {
@@ -215,6 +217,21 @@ func TestCatalogueValidate(t *testing.T) {
 		{"usage ok without limit", base("usage", func(r *Rule) { r.Window, r.Horizon = time.Hour, time.Hour }), nil},
 		{"usage with codes", base("usage", func(r *Rule) { r.Window, r.Horizon, r.Codes = time.Hour, time.Hour, []string{"E1"} }),
 			[]string{"codes: does not apply to detector usage"}},
+		{"context defaults", base("context", func(*Rule) {}), nil},
+		{"context ok", base("context", func(r *Rule) {
+			r.Bins, r.Depth, r.Novelty, r.Rest, r.Memory, r.Warmup = 8, 4, f64(0.75), intp(0), 64, 100
+		}), nil},
+		{"context bad bins and depth", base("context", func(r *Rule) { r.Bins, r.Depth = -1, 17 }),
+			[]string{"bins: must be between 1 and 4096", "depth: must be between 1 and 16"}},
+		{"context novelty zero", base("context", func(r *Rule) { r.Novelty = f64(0) }), []string{"novelty: 0 must be in (0, 1]"}},
+		{"context novelty above 1", base("context", func(r *Rule) { r.Novelty = f64(1.5) }), []string{"novelty: 1.5 must be in (0, 1]"}},
+		{"context novelty NaN", base("context", func(r *Rule) { r.Novelty = f64(math.NaN()) }), []string{"novelty: must be a finite number, not NaN"}},
+		{"context negative rest", base("context", func(r *Rule) { r.Rest = intp(-1) }), []string{"rest: must be between 0 and 1000000 readings"}},
+		{"context memory too large", base("context", func(r *Rule) { r.Memory = 1<<20 + 1 }), []string{"memory: must be between 2 and 1048576 contexts"}},
+		{"context negative warmup", base("context", func(r *Rule) { r.Warmup = -5 }), []string{"warmup: must be between 0 and 1000000 readings"}},
+		{"context with k", base("context", func(r *Rule) { r.K = f64(3) }),
+			[]string{"k: does not apply to detector context (its keys: bins, depth, novelty, rest, memory, warmup)"}},
+		{"anomaly with bins", base("anomaly", func(r *Rule) { r.Bins = 4 }), []string{"bins: does not apply to detector anomaly"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -279,6 +296,7 @@ func TestNewDetectorsReject(t *testing.T) {
 		"forecast": func(r Rule) error { _, err := NewForecast(r); return err },
 		"event":    func(r Rule) error { _, err := NewEvent(r); return err },
 		"usage":    func(r Rule) error { _, err := NewUsage(r); return err },
+		"context":  func(r Rule) error { _, err := NewContext(r); return err },
 	} {
 		t.Run(name, func(t *testing.T) {
 			require.EqualError(t, fn(th), fmt.Sprintf("detector: %q is not %s", "threshold", name))

@@ -1,7 +1,7 @@
 // Package detectors owns fault detection: the rule and profile configuration
 // (Profile, Rule, with validation), the detector catalogue of DESIGN.md, one
 // file each (threshold.go, rate.go, flatline.go, offline.go, anomaly.go,
-// forecast.go, event.go, usage.go, each opening with its keys, semantics and
+// forecast.go, event.go, usage.go, context.go, each opening with its keys, semantics and
 // an example rule), the built-in auto profile (auto.go) and the Engine that
 // runs every rule of a device's profile against its readings, events and
 // status changes, with snapshots of its state and rule reloads (state.go).

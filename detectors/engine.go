@@ -61,6 +61,7 @@ func (t *anomalyRule) newDetector() Detector   { return newAnomaly(t) }
 func (t *forecastRule) newDetector() Detector  { return &Forecast{rule: t} }
 func (t *eventRule) newDetector() Detector     { return &Event{rule: t} }
 func (t *usageRule) newDetector() Detector     { return &Usage{rule: t} }
+func (t *contextRule) newDetector() Detector   { return newContext(t) }
 
 // compileRule compiles a valid rule of a profile whose offline_after is
 // offlineAfter.
@@ -82,6 +83,8 @@ func compileRule(r Rule, offlineAfter time.Duration) compiledRule {
 		return compileEvent(r)
 	case DetectorUsage:
 		return compileUsage(r)
+	case DetectorContext:
+		return compileContext(r)
 	}
 	panic("detectors: compile of unvalidated rule with detector " + r.Detector)
 }

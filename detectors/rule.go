@@ -23,11 +23,12 @@ const (
 	DetectorForecast  = "forecast"
 	DetectorEvent     = "event"
 	DetectorUsage     = "usage"
+	DetectorContext   = "context"
 )
 
 // supportedDetectors are the detector names Rule.Validate accepts.
 var supportedDetectors = []string{DetectorThreshold, DetectorRate, DetectorFlatline, DetectorOffline,
-	DetectorAnomaly, DetectorForecast, DetectorEvent, DetectorUsage}
+	DetectorAnomaly, DetectorForecast, DetectorEvent, DetectorUsage, DetectorContext}
 
 // commonKeys apply to every detector.
 var commonKeys = []string{"name", "metric", "detector", "fault", "severity", "customer_visible", "remedy"}
@@ -45,6 +46,7 @@ var detectorKeys = map[string][]string{
 	DetectorForecast:  {"limit", "direction", "window", "horizon", "clear_horizon", "min_confidence", "for", "clear_for"},
 	DetectorEvent:     {"codes", "clear_codes"},
 	DetectorUsage:     {"limit", "direction", "window", "horizon", "tolerance"},
+	DetectorContext:   {"bins", "depth", "novelty", "rest", "memory", "warmup"},
 }
 
 // A Profile is the detector configuration of one device model:
@@ -91,6 +93,11 @@ type Rule struct {
 	Severity           telemetry.Severity `mapstructure:"severity"`
 	CustomerVisible    bool               `mapstructure:"customer_visible"`
 	Remedy             string             `mapstructure:"remedy"`
+	Bins               int                `mapstructure:"bins"`    // context: levels of the warm-up range
+	Depth              int                `mapstructure:"depth"`   // context: longest context, in level changes
+	Novelty            *float64           `mapstructure:"novelty"` // context: fraction of new contexts that raises
+	Rest               *int               `mapstructure:"rest"`    // context: readings after a raise without another
+	Memory             int                `mapstructure:"memory"`  // context: contexts remembered
 }
 
 // name is the rule's name in findings: Name, or Metric+"/"+Detector, or
@@ -182,6 +189,8 @@ func (r Rule) problems() []*keyError {
 		ps = append(ps, r.eventProblems()...)
 	case DetectorUsage:
 		ps = append(ps, r.usageProblems()...)
+	case DetectorContext:
+		ps = append(ps, r.contextProblems()...)
 	}
 	return ps
 }

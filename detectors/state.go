@@ -29,6 +29,9 @@ func (d *Anomaly) state() []any  { return []any{&d.clk, &d.run, &d.base, &d.cycl
 func (d *Forecast) state() []any { return []any{&d.clk, &d.run, &d.tr} }
 func (d *Event) state() []any    { return []any{&d.clk, &d.raised} }
 func (d *Usage) state() []any    { return []any{&d.clk, &d.tr, &d.prev, &d.raised} }
+func (d *Context) state() []any {
+	return []any{&d.clk, &d.N, &d.Min, &d.Max, &d.Width, &d.Hist, &d.Known, &d.Quiet, &d.Raised, &d.Nov}
+}
 
 // ruleKey identifies a rule's configuration: two rules with the same key
 // behave the same, so a detector's state can move from one to the other
@@ -136,6 +139,9 @@ func (e *Engine) Restore(r io.Reader, keep func(telemetry.DeviceID) bool) (int, 
 			}
 			if a, ok := det.(*Anomaly); ok && a.rule.season > 0 && len(a.cycle) != a.rule.buckets {
 				d.detectors[i] = p.rules[i].newDetector() // inconsistent: start afresh
+			}
+			if c, ok := det.(*Context); ok && !c.consistent() {
+				d.detectors[i] = p.rules[i].newDetector()
 			}
 		}
 		e.devices[sd.Device] = d

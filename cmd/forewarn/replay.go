@@ -585,14 +585,17 @@ func tuneObjective(o replayOptions, done []replayed) (float64, error) {
 	return f1, nil
 }
 
-// anomalyProfile is the auto profile with the parameters of a grid point.
+// anomalyProfile is one anomaly rule per metric (named and faulted as the
+// auto profile's) with the parameters of a grid point.
 func anomalyProfile(metrics []string, k float64, halfLife, likelihood int) detectors.Profile {
-	p := detectors.AutoProfile(metrics)
-	for i := range p.Rules {
+	var p detectors.Profile
+	for _, r := range detectors.AutoProfile(metrics).Rules {
+		if r.Detector != detectors.DetectorAnomaly {
+			continue
+		}
 		kk, ck := k, k/2
-		p.Rules[i].K, p.Rules[i].ClearK = &kk, &ck
-		p.Rules[i].HalfLife, p.Rules[i].Warmup = halfLife, 2*halfLife
-		p.Rules[i].LikelihoodHalfLife = likelihood
+		p.Rules = append(p.Rules, detectors.Rule{Metric: r.Metric, Detector: detectors.DetectorAnomaly, K: &kk, ClearK: &ck,
+			HalfLife: halfLife, Warmup: 2 * halfLife, LikelihoodHalfLife: likelihood, Fault: r.Fault, Severity: r.Severity})
 	}
 	return p
 }

@@ -1,0 +1,235 @@
+package detectors
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/forewarn/forewarn/telemetry"
+)
+
+func intp(v int) *int { return &v }
+
+// contextReading is a reading of metric m at minute i.
+func contextReading(i int, v float64) telemetry.Reading {
+	return telemetry.Reading{Device: "d", Model: "hp", At: traceStart.Add(time.Duration(i) * time.Minute),
+		Fields: []telemetry.Field{{Name: "m", Value: v}}}
+}
+
+func contextRuleFor(edit func(r *Rule)) Rule {
+	r := Rule{Metric: "m", Detector: DetectorContext, Fault: "m_context", Severity: telemetry.SeverityMinor}
+	if edit != nil {
+		edit(&r)
+	}
+	return r
+}
+
+// TestContextDecisions: what raises and what does not, on small streams.
+func TestContextDecisions(t *testing.T) {
+	square := func(i int) float64 { // a square wave between two levels, period 20
+		if i%20 < 10 {
+			return 0
+		}
+		return 10
+	}
+	tests := []struct {
+		name   string
+		rule   Rule
+		n      int
+		value  func(i int) float64
+		raises []int // readings (0-based) that raise
+	}{
+		{"a repeating cycle never raises", contextRuleFor(func(r *Rule) { r.Warmup = 50 }), 1000, square, nil},
+		{"a new level raises once", contextRuleFor(func(r *Rule) { r.Warmup = 50 }), 1000, func(i int) float64 {
+			if i >= 600 && i < 605 {
+				return 30
+			}
+			return square(i)
+		}, []int{600}},
+		// Stairs 0, 5, 10, 5 (levels 0, 1, 2, 1), then straight from 0 to
+		// 10 and back: known levels, new transitions.
+		{"a new order of known levels raises", contextRuleFor(func(r *Rule) { r.Warmup = 50; r.Bins = 2 }), 1000, func(i int) float64 {
+			if i >= 600 {
+				return float64(i/10%2) * 10
+			}
+			return []float64{0, 5, 10, 5}[i/10%4]
+		}, []int{610}},
+		{"rest keeps a second change quiet", contextRuleFor(func(r *Rule) { r.Warmup = 50 }), 1000, func(i int) float64 {
+			switch {
+			case i >= 600 && i < 603:
+				return 30
+			case i >= 700 && i < 703:
+				return -30
+			}
+			return square(i)
+		}, []int{600}},
+		// The returns to the cycle are new transitions too.
+		{"without rest both changes raise, and their ends", contextRuleFor(func(r *Rule) { r.Warmup = 50; r.Rest = intp(0) }), 1000, func(i int) float64 {
+			switch {
+			case i >= 600 && i < 603:
+				return 30
+			case i >= 700 && i < 703:
+				return -30
+			}
+			return square(i)
+		}, []int{600, 603, 700, 703}},
+		{"nothing before twice the warm-up", contextRuleFor(func(r *Rule) { r.Warmup = 400 }), 700, func(i int) float64 {
+			if i == 650 {
+				return 30
+			}
+			return square(i)
+		}, nil},
+		{"NaN, infinities and a constant stream", contextRuleFor(func(r *Rule) { r.Warmup = 10 }), 500, func(i int) float64 {
+			switch i % 3 {
+			case 0:
+				return math.NaN()
+			case 1:
+				return math.Inf(1)
+			}
+			return 5
+		}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := NewContext(tt.rule)
+			require.NoError(t, err)
+			var raises []int
+			for i := range tt.n {
+				f, ok := d.Observe(contextReading(i, tt.value(i)))
+				s := d.Score()
+				require.True(t, s >= 0 && s <= 0.75, "reading %d: score %v", i, s)
+				if ok && f.State == telemetry.Raised {
+					raises = append(raises, i)
+					require.GreaterOrEqual(t, s, 0.5)
+					require.NotEmpty(t, f.Evidence.Note)
+					require.Equal(t, DetectorContext, f.Evidence.Detector)
+				}
+			}
+			require.Equal(t, tt.raises, raises)
+			require.True(t, d.consistent())
+		})
+	}
+}
+
+// TestContextStateBounded: however long and wild the stream, the state
+// stays the size the rule sets, and two detectors fed the same stream
+// decide the same (deterministic).
+func TestContextStateBounded(t *testing.T) {
+	r := contextRuleFor(func(r *Rule) { r.Memory, r.Depth, r.Warmup = 64, 5, 20 })
+	a, err := NewContext(r)
+	require.NoError(t, err)
+	b, err := NewContext(r)
+	require.NoError(t, err)
+	rng := rand.New(rand.NewPCG(4, 2))
+	v, raises := 0.0, 0
+	for i := range 50_000 {
+		v += rng.NormFloat64()
+		if rng.IntN(1000) == 0 {
+			v = rng.NormFloat64() * 1e300 // far outside any level
+		}
+		fa, oka := a.Observe(contextReading(i, v))
+		fb, okb := b.Observe(contextReading(i, v))
+		require.Equal(t, oka, okb)
+		require.Equal(t, fa, fb)
+		if oka && fa.State == telemetry.Raised {
+			raises++
+		}
+	}
+	require.Len(t, a.Known, 64)
+	require.LessOrEqual(t, len(a.Hist), 5)
+	require.Positive(t, raises, "a random walk keeps finding new levels")
+	require.Less(t, raises, 50_000/200, "rest spaces the raises")
+}
+
+// FuzzContextObserve: any sequence of values (NaN, infinities, huge,
+// tiny, repeated times) keeps the detector within its bounds.
+func FuzzContextObserve(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 240, 127}, uint8(4), uint8(3))
+	f.Add([]byte("\x00\x00\x00\x00\x00\x00\xf8\x7f0123456789abcdef"), uint8(1), uint8(1))
+	f.Fuzz(func(t *testing.T, raw []byte, bins, depth uint8) {
+		r := contextRuleFor(func(r *Rule) {
+			r.Bins, r.Depth, r.Warmup, r.Rest, r.Memory = 1+int(bins)%64, 1+int(depth)%maxContextDepth, 2, intp(int(bins)%3), 8
+		})
+		require.NoError(t, r.Validate())
+		d, err := NewContext(r)
+		require.NoError(t, err)
+		for i := 0; i+8 <= len(raw); i += 8 {
+			v := math.Float64frombits(binary.LittleEndian.Uint64(raw[i:]))
+			at := i / 8
+			if raw[i]&1 == 1 {
+				at-- // sometimes a repeated time
+			}
+			d.Observe(contextReading(at, v))
+			s := d.Score()
+			require.True(t, s >= 0 && s <= 0.75, "score %v", s)
+			require.True(t, d.consistent())
+		}
+	})
+}
+
+// TestAutoProfileShape: one metric gets a context and an anomaly rule,
+// several metrics an anomaly rule each; every profile validates.
+func TestAutoProfileShape(t *testing.T) {
+	tests := []struct {
+		metrics []string
+		want    []string // rule name / fault
+	}{
+		{[]string{"value"}, []string{"value/context value_context", "value/anomaly value_anomaly"}},
+		{[]string{"Volume Flow RateRMS", "Current"}, []string{"Volume Flow RateRMS/anomaly volume_flow_raterms_anomaly", "Current/anomaly current_anomaly"}},
+		{nil, []string{}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.metrics), func(t *testing.T) {
+			p := AutoProfile(tt.metrics)
+			require.NoError(t, p.Validate())
+			got := []string{}
+			for _, r := range p.Rules {
+				got = append(got, r.name()+" "+r.Fault)
+			}
+			require.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// BenchmarkContextObserve reports the cost of one reading of the auto
+// profile's context rule: ns/op is per reading, with allocations and the
+// bytes of state per device and rule.
+func BenchmarkContextObserve(b *testing.B) {
+	r := AutoProfile([]string{"m"}).Rules[0]
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const n = 1000
+	ds := make([]*Context, n)
+	for i := range ds {
+		d, err := NewContext(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ds[i] = d
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	rng := rand.New(rand.NewPCG(1, 1))
+	vals := make([]float64, 4096)
+	v := 0.0
+	for i := range vals {
+		v += rng.NormFloat64()
+		vals[i] = v
+	}
+	fields := []telemetry.Field{{Name: "m"}}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		fields[0].Value = vals[i%len(vals)]
+		ds[i%n].Observe(telemetry.Reading{Device: "d", Model: "hp", At: traceStart.Add(time.Duration(i) * time.Second), Fields: fields})
+		i++
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "state-B/rule")
+}
