@@ -24,7 +24,7 @@ const (
 	autoContextWarmup  = 250
 	autoK              = 7
 	autoClearK         = 2.25
-	autoHalfLife       = 100
+	autoHalfLife       = 30
 	autoWarmup         = 200
 	autoLikelihood     = 1000
 
