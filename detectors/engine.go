@@ -285,7 +285,7 @@ func (e *Engine) Evict(now time.Time, idle time.Duration) int {
 func (e *Engine) Devices() int { return len(e.devices) }
 
 // A Scorer is a Detector that grades its last observed reading with an
-// anomaly score in [0, 1] (anomaly). forewarn replay writes the scores.
+// anomaly score in [0, 1] (anomaly, context). forewarn replay writes the scores.
 type Scorer interface {
 	Score() float64
 }

@@ -28,8 +28,9 @@ type Result struct {
 // row becomes one reading with a field per metric that has a number.
 //
 // A row's Level is the highest anomaly score of the device's Scorer rules
-// after the row (anomaly: |z|/(|z|+k), so 0.5 is the raise level), or,
-// without any, 1 while a fault is open and 0 otherwise. Its Score is the
+// after the row (anomaly: |z|/(|z|+k); context: 0.5 at its novelty limit,
+// 0.75 when every context is new; 0.5 is the raise level), or, without
+// any, 1 while a fault is open and 0 otherwise. Its Score is the
 // Level on rows that raise a finding and 0 elsewhere: a fault is reported
 // once, at its onset, as a ticket is opened once. (NAB counts every row at
 // or above its threshold as a detection, so a score that stays high for

@@ -274,7 +274,8 @@ func nabFiles(o replayOptions, done []replayed) ([]scoring.NABFile, error) {
 }
 
 // nabFrozenThreshold is the fixed threshold of the frozen NAB score: an
-// anomaly score of 0.5 is |z| = k, the auto profile's raise level.
+// anomaly score of 0.5 is every rule's raise level (anomaly: |z| = k;
+// context: the novelty limit).
 const nabFrozenThreshold = 0.5
 
 func scoreNAB(w io.Writer, o replayOptions, done []replayed) error {
