@@ -24,7 +24,9 @@ import (
 	"github.com/forewarn/forewarn/ticketing"
 )
 
-func isConsoleRoute(route string) bool { return route == "/" || strings.HasPrefix(route, consolePrefix) }
+func isConsoleRoute(route string) bool {
+	return route == "/" || strings.HasPrefix(route, consolePrefix)
+}
 
 // fakeSeries records what the chart asked for and answers pts.
 type fakeSeries struct {
@@ -203,7 +205,7 @@ func TestConsoleSignInQueueTicketAcknowledge(t *testing.T) {
 	for _, want := range []string{
 		"supply temp c was 70, above the limit of 60 for at least 1m0s", // evidence in words
 		`<svg class="chart"`, `class="limit"`, `class="series"`, // the chart
-		"Check the circulation pump.",             // remedy
+		"Check the circulation pump.",              // remedy
 		"Ada Lovelace", "premium", "email", "lyon", // customer and device
 		"Notification ticket.opened", "email to c-1: delivered after 1 attempt(s)", // timeline
 		`action="/console/tickets/` + itoa(id) + `/ack"`,
