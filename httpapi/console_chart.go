@@ -150,8 +150,11 @@ func drawChart(t ticketing.Ticket, pts []SeriesPoint) template.HTML {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" text-anchor="end">%s</text>`, padL-6, y+4, esc(num(round3(v))))
 	}
 	layout := "15:04"
-	if span > 36*time.Hour {
+	switch {
+	case span > 36*time.Hour:
 		layout = "01-02 15:04"
+	case span < 30*time.Minute:
+		layout = "15:04:05"
 	}
 	for i := 0; i <= 4; i++ {
 		at := x0.Add(time.Duration(float64(span) * float64(i) / 4))

@@ -109,7 +109,7 @@ func num(f float64) string { return strconv.FormatFloat(f, 'g', 6, 64) }
 // evidenceText says in words what decided a ticket's latest raise.
 func evidenceText(t ticketing.Ticket) string {
 	ev := t.Evidence
-	metric := strings.ReplaceAll(ev.Metric, "_", " ")
+	metric := ev.Metric
 	var b strings.Builder
 	switch ev.Detector {
 	case "forecast", "usage":

@@ -203,7 +203,7 @@ func TestConsoleSignInQueueTicketAcknowledge(t *testing.T) {
 	tp := browse(t, c, http.MethodGet, e.srv.URL+"/console/tickets/"+itoa(id), nil)
 	require.Equal(t, http.StatusOK, tp.status, tp.body)
 	for _, want := range []string{
-		"supply temp c was 70, above the limit of 60 for at least 1m0s", // evidence in words
+		"supply_temp_c was 70, above the limit of 60 for at least 1m0s", // evidence in words
 		`<svg class="chart"`, `class="limit"`, `class="series"`, // the chart
 		"Check the circulation pump.",              // remedy
 		"Ada Lovelace", "premium", "email", "lyon", // customer and device
@@ -547,9 +547,9 @@ func TestEvidenceText(t *testing.T) {
 		want string
 	}{
 		{telemetry.Evidence{Detector: "threshold", Metric: "supply_temp_c", Value: 19.5, Limit: 18, Op: "above", For: "10m0s", Since: at, Samples: 10},
-			"supply temp c was 19.5, above the limit of 18 for at least 10m0s (since 2026-11-22 12:00:00 UTC, 10 readings)."},
+			"supply_temp_c was 19.5, above the limit of 18 for at least 10m0s (since 2026-11-22 12:00:00 UTC, 10 readings)."},
 		{telemetry.Evidence{Detector: "forecast", Metric: "filter_dp_pa", Value: 180, Expected: 178, Limit: 250, Score: 3.2, CrossAt: at.Add(51 * time.Hour), Confidence: 0.85},
-			"filter dp pa is trending up 3.2 per hour (latest 180, trend 178); it is forecast to reach the limit 250 at 2026-11-24 15:00 UTC (2d 3h after the finding), confidence 85 %."},
+			"filter_dp_pa is trending up 3.2 per hour (latest 180, trend 178); it is forecast to reach the limit 250 at 2026-11-24 15:00 UTC (2d 3h after the finding), confidence 85 %."},
 		{telemetry.Evidence{Detector: "event", Code: "E42"}, "The device reported fault code E42."},
 		{telemetry.Evidence{Detector: "offline", For: "10m0s"}, "The device stopped reporting. No reading for 10m0s."},
 	} {
