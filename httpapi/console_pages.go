@@ -178,6 +178,7 @@ type queueData struct {
 	NextURL  string
 	LiveURL  string
 	Statuses []ticketing.Status
+	History  bool // resolved tickets: newest first, no live counts
 }
 
 // queueForm is the queue's filter form, as submitted.
@@ -243,11 +244,14 @@ func (c *console) queueData(r *http.Request) (queueData, error) {
 	if err != nil {
 		return queueData{}, err
 	}
-	counts, err := c.h.store.CountQueue(r.Context(), f, c.now())
-	if err != nil {
-		return queueData{}, err
+	var counts ticketing.QueueCounts
+	history := f.Status == ticketing.StatusResolved // history: newest first, not counted
+	if !history {
+		if counts, err = c.h.store.CountQueue(r.Context(), f, c.now()); err != nil {
+			return queueData{}, err
+		}
 	}
-	d := queueData{page: c.page(r, "Queue", "queue"), F: form, Rows: c.queueRows(items), Counts: counts, PageNo: pageNo,
+	d := queueData{page: c.page(r, "Queue", "queue"), F: form, Rows: c.queueRows(items), Counts: counts, PageNo: pageNo, History: history,
 		Statuses: []ticketing.Status{ticketing.StatusOpen, ticketing.StatusAcknowledged, ticketing.StatusResolved}}
 	link := func(p int) string {
 		q := r.URL.Query()
