@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -65,6 +66,7 @@ type NotificationLister interface {
 var webFS embed.FS
 
 const (
+	maxFormBytes  = 64 << 10 // a console form: a comment of 4,000 characters and change
 	sessionCookie = "fw_session"
 	loginCSRF     = "fw_login_csrf"
 	consolePrefix = "/console"
@@ -266,6 +268,7 @@ func (c *console) authenticated(next http.Handler) http.Handler {
 			return
 		}
 		if r.Method == http.MethodPost {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 			if err := r.ParseForm(); err != nil {
 				c.fail(w, r, fmt.Errorf("%w: %w", errBadRequest, err))
 				return
@@ -323,6 +326,7 @@ type loginData struct {
 }
 
 func (c *console) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
 		c.fail(w, r, fmt.Errorf("%w: %w", errBadRequest, err))
 		return
@@ -378,6 +382,21 @@ func safeNext(next string) string {
 	return consolePrefix + "/queue"
 }
 
+// flash is the confirmation of the action a redirect names (?done=ack,
+// &n= tickets changed): fixed texts, so a crafted link cannot put words
+// on the page.
+func flash(q url.Values) string {
+	kind, ok := consoleActions[q.Get("done")]
+	if !ok {
+		return ""
+	}
+	msg := actionDone[kind]
+	if n, err := strconv.Atoi(q.Get("n")); err == nil && n >= 0 {
+		msg += fmt.Sprintf(" %d ticket(s) changed.", n)
+	}
+	return msg
+}
+
 // page is what every console page's template gets.
 type page struct {
 	Title  string
@@ -392,7 +411,7 @@ type page struct {
 func (c *console) page(r *http.Request, title, nav string) page {
 	s := sessionOf(r)
 	return page{Title: title, Nav: nav, User: s.who.name, Role: string(s.who.role),
-		CanAct: s.who.role.Rank() >= ticketing.RoleAgent.Rank(), CSRF: c.csrfToken(s), Flash: r.URL.Query().Get("done")}
+		CanAct: s.who.role.Rank() >= ticketing.RoleAgent.Rank(), CSRF: c.csrfToken(s), Flash: flash(r.URL.Query())}
 }
 
 // render executes a page into a buffer first, so a template error becomes

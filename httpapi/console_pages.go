@@ -520,7 +520,7 @@ func (c *console) ticketAction(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, fmt.Sprintf("%s/tickets/%d?done=%s", consolePrefix, t.ID, url.QueryEscape(actionDone[kind])), http.StatusSeeOther)
+	http.Redirect(w, r, fmt.Sprintf("%s/tickets/%d?done=%s", consolePrefix, t.ID, chi.URLParam(r, "action")), http.StatusSeeOther)
 }
 
 // --- incidents
@@ -631,8 +631,7 @@ func (c *console) incidentAction(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	done := fmt.Sprintf("%s %d ticket(s) changed.", actionDone[kind], len(changed))
-	http.Redirect(w, r, fmt.Sprintf("%s/incidents/%d?done=%s", consolePrefix, id, url.QueryEscape(done)), http.StatusSeeOther)
+	http.Redirect(w, r, fmt.Sprintf("%s/incidents/%d?done=%s&n=%d", consolePrefix, id, chi.URLParam(r, "action"), len(changed)), http.StatusSeeOther)
 }
 
 // --- fleet and KPIs

@@ -224,7 +224,7 @@ func TestConsoleSignInQueueTicketAcknowledge(t *testing.T) {
 
 	a = browse(t, c, http.MethodPost, e.srv.URL+"/console/tickets/"+itoa(id)+"/ack", url.Values{"csrf": {csrfOf(t, tp.body)}})
 	require.Equal(t, http.StatusSeeOther, a.status, a.body)
-	require.True(t, strings.HasPrefix(a.location, "/console/tickets/"+itoa(id)+"?done="))
+	require.Equal(t, "/console/tickets/"+itoa(id)+"?done=ack", a.location)
 	tp = browse(t, c, http.MethodGet, e.srv.URL+a.location, nil)
 	require.Contains(t, tp.body, `class="flash" role="status">Acknowledged.`)
 	require.Contains(t, tp.body, "status-acknowledged")
@@ -260,6 +260,9 @@ func TestConsoleSignInQueueTicketAcknowledge(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, a.status)
 	a = browse(t, c, http.MethodPost, e.srv.URL+"/console/tickets/"+itoa(id)+"/ack", url.Values{"csrf": {csrf}})
 	require.Equal(t, http.StatusConflict, a.status, "a resolved ticket cannot be acknowledged")
+
+	a = browse(t, c, http.MethodPost, e.srv.URL+"/console/tickets/"+itoa(id)+"/comment", url.Values{"csrf": {csrf}, "comment": {strings.Repeat("x", 100<<10)}})
+	require.Equal(t, http.StatusRequestEntityTooLarge, a.status, "a form is bounded")
 
 	// Sign out ends the session.
 	a = browse(t, c, http.MethodPost, e.srv.URL+"/console/logout", url.Values{"csrf": {csrf}})
@@ -478,7 +481,13 @@ func TestConsolePages(t *testing.T) {
 		require.Equal(t, ticketing.StatusAcknowledged, m.Status, "ticket %d", m.ID)
 	}
 	ip = browse(t, c, http.MethodGet, e.srv.URL+a.location, nil)
-	require.Contains(t, ip.body, "ticket(s) changed.")
+	require.Contains(t, ip.body, "Acknowledged. 5 ticket(s) changed.")
+
+	// A crafted link cannot put its own words in the confirmation.
+	tp := browse(t, c, http.MethodGet, e.srv.URL+"/console/incidents/"+in+"?done=Call+555-0100+now", nil)
+	require.Equal(t, http.StatusOK, tp.status)
+	require.NotContains(t, tp.body, "555-0100")
+	require.NotContains(t, tp.body, `class="flash"`)
 }
 
 func TestConsoleDisabled(t *testing.T) {
