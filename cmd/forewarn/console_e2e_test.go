@@ -92,6 +92,12 @@ func TestConsoleBrowserIntegration(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, same, "the row came in by the live update, not a page load")
 	require.Contains(t, text("#counts"), "2 tickets")
+	requireLabelled(t, ctx)
+	// Keyboard: j moves to the next ticket, k back.
+	require.NoError(t, chromedp.Do(ctx, chromedp.KeyEvent("j"), chromedp.KeyEvent("j"), chromedp.KeyEvent("k")))
+	focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.activeElement.closest("tr").getAttribute("data-id")`))
+	require.NoError(t, err)
+	require.Equal(t, strconv.FormatInt(first.ID, 10), focused, "j, j, k lands on the first ticket")
 	shoot("queue-laptop.png", 1280, 900)
 	shoot("queue-phone.png", 375, 812)
 
@@ -108,6 +114,7 @@ func TestConsoleBrowserIntegration(t *testing.T) {
 	require.NoError(t, chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS("#chart line.limit"))))
 	require.Contains(t, text("#chart"), "limit 60")
 	require.Contains(t, text("#h-context + dl"), "heatpump-a2")
+	requireLabelled(t, ctx)
 	shoot("ticket-laptop.png", 1280, 900)
 	shoot("ticket-phone.png", 375, 812)
 
@@ -134,6 +141,15 @@ func TestConsoleBrowserIntegration(t *testing.T) {
 	}
 	require.Equal(t, http.StatusOK, in.get(t, fmt.Sprintf("/api/v1/tickets/%d/audit", first.ID), &audit))
 	require.Equal(t, "ana", audit.Items[len(audit.Items)-1].Actor)
+}
+
+// requireLabelled checks that every form control on the page has a label.
+func requireLabelled(t *testing.T, ctx context.Context) {
+	t.Helper()
+	unlabelled, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll(
+		'input:not([type=hidden]), select, textarea')).filter(e => e.labels.length === 0).map(e => e.outerHTML)`))
+	require.NoError(t, err)
+	require.Empty(t, unlabelled, "form controls without a label")
 }
 
 // issueAgentToken issues an agent token over the REST API as the admin.
