@@ -132,6 +132,22 @@ func TestConsoleBrowserIntegration(t *testing.T) {
 	require.Contains(t, text(row(first.ID)), "acknowledged")
 	require.Contains(t, text(row(second.ID)), "open")
 
+	// Fleet and KPIs reflect the two tickets and the acknowledgement.
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`nav a[href="/console/fleet"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#h-fw")),
+	))
+	require.Contains(t, text(".tiles"), "open tickets on 2 devices")
+	require.Contains(t, text("#h-fw + .table-wrap"), "1.4.2")
+	shoot("fleet-laptop.png", 1280, 900)
+	require.NoError(t, chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`nav a[href="/console/kpis"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#h-rules")),
+	))
+	require.Contains(t, text("#h-rules + .table-wrap"), "supply_temp_c/threshold")
+	require.Contains(t, text(".tiles"), "1 acknowledged")
+	shoot("kpis-laptop.png", 1280, 900)
+
 	// The REST API agrees, and the audit trail names the signed-in token.
 	var got ticketing.Ticket
 	require.Equal(t, http.StatusOK, in.get(t, fmt.Sprintf("/api/v1/tickets/%d", first.ID), &got))
