@@ -111,13 +111,14 @@ var migrations = []migration{
 // migration4 indexes what the support console reads (console.go). The
 // work queue, its counts and the fleet page read the few tickets that are
 // not resolved through a partial index that covers them, in work order.
-// The KPIs read a period of tickets by creation time through an index that
+// The fleet page counts devices by model, firmware and online state from
+// an index. The KPIs read a period of tickets by creation time through an index that
 // covers them too (on SQLite with the durations, the forecast's lead time
 // included, as indexed expressions), so a year of tickets is read without
 // touching the ticket rows or parsing a time.
 func migration4(pg bool) []string {
 	// The expressions are those ComputeKPIs reads (daysBetween, crossAtSQL).
-	kpi := `CREATE INDEX tickets_kpi ON tickets (created_at, rule, fault, outcome, status, cleared_at,
+	kpi := `CREATE INDEX tickets_kpi ON tickets (rule, created_at, fault, outcome, status, cleared_at,
 		(julianday(acknowledged_at) - julianday(created_at)),
 		(julianday(resolved_at) - julianday(created_at)),
 		(julianday(json_extract(evidence, '$.cross_at')) - julianday(opened_at)))`
@@ -129,6 +130,7 @@ func migration4(pg bool) []string {
 		`CREATE INDEX tickets_queue ON tickets (severity, due_at, id, status, fault, model, device_id, customer_id, incident_id)
 			WHERE status <> 'resolved'`,
 		kpi,
+		`CREATE INDEX devices_firmware ON devices (model, firmware, online)`,
 	}
 }
 
