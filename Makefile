@@ -13,8 +13,9 @@ build:
 	$(GO) build -o $(BIN)/forewarn ./cmd/forewarn
 
 # deps installs what the tests and the demo run for real, each only when
-# missing: mosquitto and postgresql (apt-get; the PostgreSQL cluster is
-# started when it is down), curl, and influxd 1.8.10 into bin/ (go install).
+# missing: mosquitto, postgresql (apt-get; the PostgreSQL cluster is
+# started when it is down), chromium (the console's browser tests), curl,
+# and influxd 1.8.10 into bin/ (go install).
 deps: $(BIN)/influxd
 	@if ! command -v mosquitto >/dev/null && [ ! -x /usr/sbin/mosquitto ]; then \
 		echo "installing mosquitto (apt-get)"; \
@@ -26,6 +27,10 @@ deps: $(BIN)/influxd
 	fi
 	@if command -v pg_lsclusters >/dev/null && pg_lsclusters --no-header | grep -qv online; then \
 		for v in $$(ls /etc/postgresql); do $(SUDO) pg_ctlcluster --skip-systemctl-redirect $$v main start || true; done; \
+	fi
+	@if ! command -v chromium >/dev/null && [ ! -x /usr/bin/chromium ]; then \
+		echo "installing chromium (apt-get; the console's browser tests drive it headless)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
 	fi
 	@if ! command -v curl >/dev/null; then \
 		echo "installing curl (apt-get)"; \

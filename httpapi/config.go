@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 )
 
 // Config is the `http` section.
@@ -17,15 +18,27 @@ type Config struct {
 	MaxBodyBytes int64 `mapstructure:"max_body_bytes"`
 	// MaxImportBytes bounds the body of a bulk import (POST /devices:import).
 	MaxImportBytes int64 `mapstructure:"max_import_bytes"`
+	// ConsoleEnabled serves the support console under /console.
+	ConsoleEnabled bool `mapstructure:"console_enabled"`
+	// SessionKey signs console session cookies (HMAC-SHA256). Empty means a
+	// random key per process: sessions end at a restart, and instances
+	// behind one load balancer need the same configured key.
+	SessionKey string `mapstructure:"session_key"`
+	// SessionTTL is how long a console sign-in lasts.
+	SessionTTL time.Duration `mapstructure:"session_ttl"`
 }
 
 // DefaultConfig listens on loopback only.
 func DefaultConfig() Config {
-	return Config{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxImportBytes: 32 << 20}
+	return Config{Addr: "127.0.0.1:8080", MaxBodyBytes: 1 << 20, MaxImportBytes: 32 << 20,
+		ConsoleEnabled: true, SessionTTL: 12 * time.Hour}
 }
 
 // MinTokenLen is the shortest admin token accepted.
 const MinTokenLen = 16
+
+// MinSessionKeyLen is the shortest session key accepted.
+const MinSessionKeyLen = 32
 
 // Validate checks the section without listening.
 func (c Config) Validate() error {
@@ -46,6 +59,12 @@ func (c Config) Validate() error {
 	}
 	if c.MaxImportBytes < c.MaxBodyBytes || c.MaxImportBytes > 1<<32 {
 		errs = append(errs, fmt.Errorf("max_import_bytes: %d is out of range max_body_bytes..4294967296", c.MaxImportBytes))
+	}
+	if c.SessionKey != "" && len(c.SessionKey) < MinSessionKeyLen {
+		errs = append(errs, fmt.Errorf("session_key: %d characters is too short, want at least %d (or leave it empty for a random key per process)", len(c.SessionKey), MinSessionKeyLen))
+	}
+	if c.SessionTTL < time.Minute || c.SessionTTL > 30*24*time.Hour {
+		errs = append(errs, fmt.Errorf("session_ttl: %s is out of range 1m..720h", c.SessionTTL))
 	}
 	return errors.Join(errs...)
 }

@@ -39,28 +39,39 @@ var (
 	errBadRequest   = errors.New("bad request")
 )
 
-// writeError maps an error to its HTTP status: the one place that does.
-// Unexpected errors are logged and their text kept from the client.
-func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
+// errorStatus maps an error to its HTTP status and the detail a client
+// may see: the one place that does, for the API (problem+json) and the
+// console (HTML). Unexpected errors are 500 and their text is kept from
+// the client (internal is true: the caller logs it).
+func errorStatus(err error) (status int, detail string, internal bool) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.Is(err, errUnauthorized):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="forewarn"`)
-		writeProblem(w, r, http.StatusUnauthorized, err.Error())
+		return http.StatusUnauthorized, err.Error(), false
 	case errors.Is(err, errForbidden):
-		writeProblem(w, r, http.StatusForbidden, err.Error())
+		return http.StatusForbidden, err.Error(), false
 	case errors.As(err, &tooLarge):
-		writeProblem(w, r, http.StatusRequestEntityTooLarge, "request body larger than the limit of "+itoa(tooLarge.Limit)+" bytes")
+		return http.StatusRequestEntityTooLarge, "request body larger than the limit of " + itoa(tooLarge.Limit) + " bytes", false
 	case errors.Is(err, ticketing.ErrNotFound):
-		writeProblem(w, r, http.StatusNotFound, err.Error())
+		return http.StatusNotFound, err.Error(), false
 	case errors.Is(err, ticketing.ErrConflict):
-		writeProblem(w, r, http.StatusConflict, err.Error())
+		return http.StatusConflict, err.Error(), false
 	case errors.Is(err, ticketing.ErrInvalidArgument), errors.Is(err, errBadRequest):
-		writeProblem(w, r, http.StatusBadRequest, err.Error())
-	default:
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeProblem(w, r, http.StatusInternalServerError, "internal error; see the server log")
+		return http.StatusBadRequest, err.Error(), false
 	}
+	return http.StatusInternalServerError, "internal error; see the server log", true
+}
+
+// writeError answers err as problem+json with its status (errorStatus).
+func writeError(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) {
+	status, detail, internal := errorStatus(err)
+	if internal {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="forewarn"`)
+	}
+	writeProblem(w, r, status, detail)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -39,7 +39,14 @@ type Options struct {
 	Checks     map[string]Check // dependencies /readyz checks, by name
 	Gatherer   prometheus.Gatherer
 	Telemetry  TelemetrySummarizer // optional
-	Logger     *slog.Logger
+	// Series draws the console's ticket chart; optional (no chart).
+	Series TelemetrySeries
+	// Notifications puts a ticket's notifications on its console
+	// timeline; optional.
+	Notifications NotificationLister
+	// Now is the console's clock (SLA countdowns, sessions); nil: time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Handler serves the REST API, health, readiness and metrics.
@@ -70,7 +77,9 @@ type route struct {
 
 // NewHandler returns the HTTP handler of Forewarn.
 func NewHandler(opts Options) *Handler {
-	if opts.Limits.MaxBodyBytes == 0 {
+	if opts.Limits == (Config{}) {
+		opts.Limits = DefaultConfig()
+	} else if opts.Limits.MaxBodyBytes == 0 {
 		d := DefaultConfig()
 		opts.Limits.MaxBodyBytes, opts.Limits.MaxImportBytes = d.MaxBodyBytes, d.MaxImportBytes
 	}
@@ -83,6 +92,9 @@ func NewHandler(opts Options) *Handler {
 	h.routes = h.routeTable()
 	for _, rt := range h.routes {
 		h.mux.Method(rt.method, rt.pattern, h.guard(rt))
+	}
+	if opts.Limits.ConsoleEnabled {
+		newConsole(h).mount(h.mux)
 	}
 	h.mux.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, http.StatusNotFound, "no such resource")

@@ -101,6 +101,37 @@ var migrations = []migration{
 		sqlite:   migration2(false),
 		postgres: migration2(true),
 	},
+	// Version 3 is the notifications outbox (issue 6, another branch).
+	{version: 4, name: "console indexes",
+		sqlite:   migration4(false),
+		postgres: migration4(true),
+	},
+}
+
+// migration4 indexes what the support console reads (console.go). The
+// work queue, its counts and the fleet page read the few tickets that are
+// not resolved through a partial index that covers them, in work order.
+// The fleet page counts devices by model, firmware and online state from
+// an index. The KPIs read a period of tickets by creation time through an index that
+// covers them too (on SQLite with the durations, the forecast's lead time
+// included, as indexed expressions), so a year of tickets is read without
+// touching the ticket rows or parsing a time.
+func migration4(pg bool) []string {
+	// The expressions are those ComputeKPIs reads (daysBetween, crossAtSQL).
+	kpi := `CREATE INDEX tickets_kpi ON tickets (rule, created_at, fault, outcome, status, cleared_at,
+		(julianday(acknowledged_at) - julianday(created_at)),
+		(julianday(resolved_at) - julianday(created_at)),
+		(julianday(json_extract(evidence, '$.cross_at')) - julianday(opened_at)))`
+	if pg {
+		kpi = `CREATE INDEX tickets_kpi ON tickets (created_at)
+			INCLUDE (rule, fault, outcome, status, opened_at, acknowledged_at, resolved_at, cleared_at)`
+	}
+	return []string{
+		`CREATE INDEX tickets_queue ON tickets (severity, due_at, id, status, fault, model, device_id, customer_id, incident_id)
+			WHERE status <> 'resolved'`,
+		kpi,
+		`CREATE INDEX devices_firmware ON devices (model, firmware, online)`,
+	}
 }
 
 // migration2 is written once for both dialects: the differences are the
@@ -233,8 +264,15 @@ func (s *SQLStore) migrate(ctx context.Context) error {
 	if latest := migrations[len(migrations)-1].version; current > latest {
 		return fmt.Errorf("database schema is at version %d, newer than this binary's %d", current, latest)
 	}
+	applied, err := s.appliedVersions(ctx)
+	if err != nil {
+		return err
+	}
+	// Every migration not yet applied runs, not only those above the
+	// current version: branches that each add one (3 and 4) may meet a
+	// database that has only the other's.
 	for _, m := range migrations {
-		if m.version <= current {
+		if applied[m.version] {
 			continue
 		}
 		if err := s.writeTx(ctx, func(tx txn) error { return s.applyMigration(ctx, tx, m) }); err != nil {
@@ -261,6 +299,24 @@ func (s *SQLStore) schemaVersion(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("read schema version: %w", err)
 	}
 	return v, nil
+}
+
+// appliedVersions returns the versions schema_migrations records.
+func (s *SQLStore) appliedVersions(ctx context.Context) (map[int]bool, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT version FROM schema_migrations`)
+	if err != nil {
+		return nil, fmt.Errorf("read schema versions: %w", err)
+	}
+	defer rows.Close()
+	applied := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, fmt.Errorf("read schema versions: %w", err)
+		}
+		applied[v] = true
+	}
+	return applied, rows.Err()
 }
 
 func (s *SQLStore) applyMigration(ctx context.Context, tx txn, m migration) error {

@@ -97,13 +97,17 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 		token = randomToken()
 		log.Warn("http.admin_token is not set; generated one for this run", "admin_token", token)
 	}
+	summarizer := &influxSummarizer{client: influx, org: cfg.Influx.Org, bucket: cfg.Influx.Bucket, now: time.Now}
 	handler := httpapi.NewHandler(httpapi.Options{
 		Service:    tickets,
 		AdminToken: token,
 		Limits:     cfg.HTTP,
 		Gatherer:   reg,
-		Telemetry:  &influxSummarizer{client: influx, org: cfg.Influx.Org, bucket: cfg.Influx.Bucket, now: time.Now},
-		Logger:     log,
+		Telemetry:  summarizer,
+		Series:     summarizer, // the console's ticket chart
+		// Notifications: the notify store, once it lists a ticket's
+		// notifications (httpapi.NotificationLister).
+		Logger: log,
 		Checks: map[string]httpapi.Check{
 			"mqtt":  sub.Ready,
 			"store": store.Ping,

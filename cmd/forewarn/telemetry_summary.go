@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
@@ -104,4 +105,90 @@ func (s *influxSummarizer) Summarize(ctx context.Context, deviceID string, since
 		out.Metrics[name] = *m
 	}
 	return out, nil
+}
+
+var _ httpapi.TelemetrySeries = (*influxSummarizer)(nil)
+
+// seriesTail bounds the readings Series reads from InfluxDB; it keeps the
+// latest ones.
+const seriesTail = 20000
+
+// Series reads metric of deviceID between from and to in time order for
+// the console's ticket chart. More than maxPoints readings are thinned to
+// the first, the lowest and the highest of each of maxPoints/3 equal time
+// buckets, so a spike or a dip stays visible.
+func (s *influxSummarizer) Series(ctx context.Context, deviceID, metric string, from, to time.Time, maxPoints int) ([]httpapi.SeriesPoint, error) {
+	// deviceID and metric come from a stored ticket: a device id is
+	// [A-Za-z0-9._:-] (the device contract) and a metric is a configured
+	// rule's, so %q quoting is exact Flux string syntax.
+	q := fmt.Sprintf(`from(bucket: %q)
+  |> range(start: %s, stop: %s)
+  |> filter(fn: (r) => r._measurement == %q and r.device_id == %q and r._field == %q)
+  |> keep(columns: ["_time", "_value"])
+  |> group()
+  |> sort(columns: ["_time"])
+  |> tail(n: %d)`, s.bucket, from.UTC().Format(time.RFC3339Nano), to.UTC().Format(time.RFC3339Nano),
+		ingest.Measurement, deviceID, metric, seriesTail)
+	res, err := s.client.QueryAPI(s.org).Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("query %s of %s: %w", metric, deviceID, err)
+	}
+	defer res.Close()
+	var pts []httpapi.SeriesPoint
+	for res.Next() {
+		rec := res.Record()
+		var v float64
+		switch x := rec.Value().(type) {
+		case float64:
+			v = x
+		case int64:
+			v = float64(x)
+		case bool:
+			if x {
+				v = 1
+			}
+		default:
+			continue
+		}
+		pts = append(pts, httpapi.SeriesPoint{At: rec.Time().UTC(), Value: v})
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("read %s of %s: %w", metric, deviceID, err)
+	}
+	return thin(pts, maxPoints), nil
+}
+
+// thin keeps at most about maxPoints of pts (in time order): per time
+// bucket its first, lowest and highest reading, in time order.
+func thin(pts []httpapi.SeriesPoint, maxPoints int) []httpapi.SeriesPoint {
+	if maxPoints < 3 || len(pts) <= maxPoints {
+		return pts
+	}
+	buckets := maxPoints / 3
+	t0, span := pts[0].At, pts[len(pts)-1].At.Sub(pts[0].At)
+	if span <= 0 {
+		return pts[:maxPoints]
+	}
+	bucket := func(p httpapi.SeriesPoint) int {
+		return min(buckets-1, int(float64(p.At.Sub(t0))/float64(span)*float64(buckets)))
+	}
+	out := make([]httpapi.SeriesPoint, 0, maxPoints)
+	for i := 0; i < len(pts); {
+		b, j, lo, hi := bucket(pts[i]), i, i, i
+		for ; j < len(pts) && bucket(pts[j]) == b; j++ {
+			if pts[j].Value < pts[lo].Value {
+				lo = j
+			}
+			if pts[j].Value > pts[hi].Value {
+				hi = j
+			}
+		}
+		keep := []int{i, lo, hi}
+		slices.Sort(keep)
+		for _, k := range slices.Compact(keep) {
+			out = append(out, pts[k])
+		}
+		i = j
+	}
+	return out
 }

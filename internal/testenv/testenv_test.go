@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
 
@@ -224,4 +225,23 @@ func influxPost(db *testenv.Influx, path, contentType, body string) (int, string
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b), err
+}
+
+// TestBrowserIntegration starts Chromium, renders a page, and checks that
+// closing it leaves no process behind.
+func TestBrowserIntegration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs chromium (run make test)")
+	}
+	t.Parallel()
+	profile := t.TempDir()
+	t.Run("render", func(t *testing.T) {
+		ctx := testenv.BrowserWithProfile(t, profile)
+		require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("data:text/html,<title>forewarn</title><p>hello</p>")))
+		title, err := chromedp.Run(ctx, chromedp.Title())
+		require.NoError(t, err)
+		require.Equal(t, "forewarn", title)
+		require.NotEmpty(t, testenv.ProfileProcesses(profile), "the browser runs with its own profile")
+	})
+	require.Empty(t, testenv.ProfileProcesses(profile), "cleanup stopped every chromium process")
 }
