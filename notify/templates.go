@@ -31,8 +31,8 @@ var embedded embed.FS
 // does not apply), so a template that names a field that does not exist
 // fails at start-up (Templates.Check), never at delivery.
 type Data struct {
-	Event    string           // ticketing.EventTicketOpened, ...
-	Ref      string           // the ticket reference for the customer: "#42"
+	Event    string // ticketing.EventTicketOpened, ...
+	Ref      string // the ticket reference for the customer: "#42"
 	Customer ticketing.Customer
 	Ticket   ticketing.Ticket // as in the REST API
 	Reopened bool             // the fault came back and its ticket reopened

@@ -75,9 +75,10 @@ type Notification struct {
 	Severity       telemetry.Severity `json:"severity"`
 	Status         NotificationStatus `json:"status"`
 	AttemptCount   int                `json:"attempt_count"`
-	Channel        string             `json:"channel,omitempty"` // the channel that delivered it
-	Note           string             `json:"note,omitempty"`    // why it waits, was suppressed or died
-	DigestID       int64              `json:"digest_id,omitempty"`
+	Channel        string             `json:"channel,omitempty"`    // the channel that delivered it
+	Note           string             `json:"note,omitempty"`       // why it waits, was suppressed or died
+	DigestID       int64              `json:"digest_id,omitempty"`  // digested: the digest that carries it
+	DigestDay      string             `json:"digest_day,omitempty"` // a digest: the customer's local day it covers
 	CreatedAt      time.Time          `json:"created_at"`
 	UpdatedAt      time.Time          `json:"updated_at"`
 	NotBefore      time.Time          `json:"not_before"` // pending: not sent before this
@@ -156,7 +157,7 @@ func enqueueTicketEvent(ctx context.Context, tx txn, id int64, event string, now
 }
 
 const notificationColumns = `id, event, audience, ticket_id, incident_id, customer_id, severity, status, attempts, channel, note,
-	digest_id, created_at, updated_at, not_before, delivered_at, claim`
+	digest_id, COALESCE(digest_day, ''), created_at, updated_at, not_before, delivered_at, claim`
 
 func scanNotification(r interface{ Scan(...any) error }) (Notification, error) {
 	var (
@@ -166,7 +167,7 @@ func scanNotification(r interface{ Scan(...any) error }) (Notification, error) {
 		delivered                sql.NullString
 	)
 	if err := r.Scan(&n.ID, &n.Event, &n.Audience, &ticket, &incident, &n.CustomerID, &n.Severity, &status, &n.AttemptCount,
-		&n.Channel, &n.Note, &digest, &cr, &up, &nb, &delivered, &n.Claim); err != nil {
+		&n.Channel, &n.Note, &digest, &n.DigestDay, &cr, &up, &nb, &delivered, &n.Claim); err != nil {
 		return Notification{}, err
 	}
 	n.TicketID, n.IncidentID, n.DigestID = ticket.Int64, incident.Int64, digest.Int64
