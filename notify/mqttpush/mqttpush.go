@@ -42,7 +42,9 @@ func New(o Options) *Channel {
 }
 
 // Topic is the push topic of customer id.
-func (c *Channel) Topic(id string) string { return strings.ReplaceAll(c.opts.Topic, "{customer_id}", id) }
+func (c *Channel) Topic(id string) string {
+	return strings.ReplaceAll(c.opts.Topic, "{customer_id}", id)
+}
 
 // Send publishes m.Body at QoS 1 and waits for the broker's PUBACK.
 func (c *Channel) Send(ctx context.Context, _ ticketing.Channel, m notify.Message) error {

@@ -66,7 +66,7 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 		status, r.next = r.next[0], r.next[1:]
 	}
 	if status != 0 && status != http.StatusOK {
-		if r.after != "" {
+		if r.after != "" && status == http.StatusTooManyRequests {
 			w.Header().Set("Retry-After", r.after)
 		}
 		http.Error(w, "failing on demand", status)
@@ -86,7 +86,8 @@ func (r *Receiver) FailNext(statuses ...int) {
 	r.next = append(r.next, statuses...)
 }
 
-// FailAlways answers every request with status (0 or 200: accept).
+// FailAlways answers every request with status (0 or 200: accept); a 429
+// carries Retry-After: retryAfter when it is set.
 func (r *Receiver) FailAlways(status int, retryAfter time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
