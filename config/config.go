@@ -38,7 +38,7 @@ type Config struct {
 	Tickets         ticketing.TicketsConfig      `mapstructure:"tickets"`
 	Registry        ticketing.RegistryConfig     `mapstructure:"registry"`
 	HTTP            httpapi.Config               `mapstructure:"http"`
-	Notify          notify.Config                `mapstructure:"notify"` // customer and staff notifications
+	Notify          notify.Config                `mapstructure:"notify"`           // customer and staff notifications
 	ShutdownTimeout time.Duration                `mapstructure:"shutdown_timeout"` // bound on draining at shutdown
 	Detectors       live.Config                  `mapstructure:"detectors"`        // how the detector engine runs
 	Profiles        map[string]detectors.Profile `mapstructure:"profiles"`         // detector profiles by device model (lower case)

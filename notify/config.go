@@ -61,6 +61,9 @@ type SMTPConfig struct {
 	// TLS is starttls (required), tls (implicit, port 465) or none
 	// (loopback relays only).
 	TLS string `mapstructure:"tls"`
+	// CAFile is a PEM file of CA certificates trusted besides the system's
+	// (a private mail relay); empty = the system roots only.
+	CAFile string `mapstructure:"ca_file"`
 }
 
 // TierRules are the segment rules of each customer tier.

@@ -240,9 +240,9 @@ func TestDeadLetterAndRetry(t *testing.T) {
 // customer with every channel opted out gets nothing (suppressed).
 func TestChannelFallbackAndOptOut(t *testing.T) {
 	smtp := testenv.SMTP(t, testenv.SMTPOptions{})
-	mail := email.New(notify.SMTPConfig{Host: smtp.Host, Port: smtp.Port, From: "Forewarn <noreply@forewarn.test>", TLS: notify.TLSStartTLS},
+	mailCh := newMail(t, notify.SMTPConfig{Host: smtp.Host, Port: smtp.Port, From: "Forewarn <noreply@forewarn.test>", TLS: notify.TLSStartTLS},
 		&tls.Config{RootCAs: smtp.CertPool, ServerName: smtp.Host, MinVersion: tls.VersionTLS12})
-	h := newHarness(t, nil, map[string]notify.Sender{"email": mail})
+	h := newHarness(t, nil, map[string]notify.Sender{"email": mailCh})
 	h.customer(t, ticketing.Customer{ID: "c1", Language: "de", Channels: []ticketing.Channel{
 		{Type: "webhook", URL: h.hook.URL, Secret: secret}, {Type: "email", Address: "ana@example.com"}}}, "hp-1")
 	h.customer(t, ticketing.Customer{ID: "c2", Channels: []ticketing.Channel{
@@ -399,4 +399,11 @@ func TestLeaseExpiryNoLoss(t *testing.T) {
 	for k, n := range keys {
 		require.Equal(t, 1, n, k)
 	}
+}
+
+func newMail(t *testing.T, cfg notify.SMTPConfig, tlsConfig *tls.Config) *email.Channel {
+	t.Helper()
+	ch, err := email.New(cfg, tlsConfig)
+	require.NoError(t, err)
+	return ch
 }

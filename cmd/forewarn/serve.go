@@ -347,7 +347,11 @@ func newDispatcher(cfg config.Config, store *ticketing.SQLStore, log *slog.Logge
 	}
 	senders := map[string]notify.Sender{"webhook": webhook.New(nil, nil)}
 	if cfg.Notify.SMTP.Host != "" {
-		senders["email"] = email.New(cfg.Notify.SMTP, nil)
+		mail, err := email.New(cfg.Notify.SMTP, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("notify.%w", err)
+		}
+		senders["email"] = mail
 	}
 	push := mqttpush.New(mqttpush.Options{URL: cfg.MQTT.URL, ClientID: cfg.MQTT.ClientID + "-notify", Username: cfg.MQTT.Username,
 		Password: cfg.MQTT.Password, Topic: cfg.Notify.MQTTTopic, ConnectTimeout: cfg.MQTT.ConnectTimeout})

@@ -7,11 +7,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
 	"net"
 	"net/mail"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -48,6 +51,7 @@ type SMTPServer struct {
 	Host     string // "127.0.0.1"
 	Port     int
 	CertPool *x509.CertPool // trusts the server's certificate; for the client's tls.Config (ServerName "127.0.0.1")
+	CAFile   string         // the same certificate as a PEM file (notify.smtp.ca_file)
 
 	opts SMTPOptions
 	srv  *smtp.Server
@@ -61,7 +65,10 @@ type SMTPServer struct {
 func SMTP(t testing.TB, opts SMTPOptions) *SMTPServer {
 	t.Helper()
 	cert, pool := selfSigned(t)
-	s := &SMTPServer{Host: loopback, CertPool: pool, opts: opts}
+	s := &SMTPServer{Host: loopback, CertPool: pool, opts: opts, CAFile: filepath.Join(t.TempDir(), "smtp-ca.pem")}
+	if err := os.WriteFile(s.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
+		t.Fatalf("testenv: write %s: %v", s.CAFile, err)
+	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &smtpSession{s: s, conn: c}, nil
 	}))

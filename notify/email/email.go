@@ -8,8 +8,10 @@ package email
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/wneessen/go-mail"
 
@@ -23,13 +25,27 @@ type Channel struct {
 	tls *tls.Config
 }
 
-// New returns a Channel for cfg; tlsConfig nil means the system roots and
-// cfg.Host as the server name.
-func New(cfg notify.SMTPConfig, tlsConfig *tls.Config) *Channel {
+// New returns a Channel for cfg; tlsConfig nil means the system roots
+// (plus cfg.CAFile's certificates) and cfg.Host as the server name.
+func New(cfg notify.SMTPConfig, tlsConfig *tls.Config) (*Channel, error) {
 	if tlsConfig == nil {
 		tlsConfig = &tls.Config{ServerName: cfg.Host, MinVersion: tls.VersionTLS12}
+		if cfg.CAFile != "" {
+			pem, err := os.ReadFile(cfg.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("smtp.ca_file: %w", err)
+			}
+			pool, err := x509.SystemCertPool()
+			if err != nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("smtp.ca_file: %s holds no PEM certificate", cfg.CAFile)
+			}
+			tlsConfig.RootCAs = pool
+		}
 	}
-	return &Channel{cfg: cfg, tls: tlsConfig}
+	return &Channel{cfg: cfg, tls: tlsConfig}, nil
 }
 
 func (c *Channel) client() (*mail.Client, error) {

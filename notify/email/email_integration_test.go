@@ -63,7 +63,7 @@ func TestEmailIntegration(t *testing.T) {
 	}{{"starttls", notify.TLSStartTLS}, {"implicit tls", notify.TLSImplicit}} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := testenv.SMTP(t, testenv.SMTPOptions{ImplicitTLS: tc.mode == notify.TLSImplicit, Username: "forewarn", Password: "pw-0123456789"})
-			ch := email.New(notify.SMTPConfig{Host: srv.Host, Port: srv.Port, From: "Forewarn <noreply@forewarn.test>", TLS: tc.mode,
+			ch := newMail(t, notify.SMTPConfig{Host: srv.Host, Port: srv.Port, From: "Forewarn <noreply@forewarn.test>", TLS: tc.mode,
 				Username: "forewarn", Password: "pw-0123456789"}, &tls.Config{RootCAs: srv.CertPool, ServerName: srv.Host, MinVersion: tls.VersionTLS12})
 			require.NoError(t, ch.Send(t.Context(), to, msg))
 			got := srv.Messages()
@@ -93,15 +93,37 @@ func TestEmailIntegration(t *testing.T) {
 	}
 	t.Run("wrong password", func(t *testing.T) {
 		srv := testenv.SMTP(t, testenv.SMTPOptions{Username: "forewarn", Password: "pw-0123456789"})
-		ch := email.New(notify.SMTPConfig{Host: srv.Host, Port: srv.Port, From: "noreply@forewarn.test", TLS: notify.TLSStartTLS,
+		ch := newMail(t, notify.SMTPConfig{Host: srv.Host, Port: srv.Port, From: "noreply@forewarn.test", TLS: notify.TLSStartTLS,
 			Username: "forewarn", Password: "wrong"}, &tls.Config{RootCAs: srv.CertPool, ServerName: srv.Host, MinVersion: tls.VersionTLS12})
 		require.Error(t, ch.Send(t.Context(), to, msg))
 		require.Empty(t, srv.Messages())
 	})
 	t.Run("untrusted certificate", func(t *testing.T) {
 		srv := testenv.SMTP(t, testenv.SMTPOptions{})
-		ch := email.New(notify.SMTPConfig{Host: srv.Host, Port: srv.Port, From: "noreply@forewarn.test", TLS: notify.TLSStartTLS}, nil)
+		ch := newMail(t, notify.SMTPConfig{Host: srv.Host, Port: srv.Port, From: "noreply@forewarn.test", TLS: notify.TLSStartTLS}, nil)
 		require.Error(t, ch.Send(t.Context(), to, msg), "the system roots do not trust the test's certificate")
 		require.Empty(t, srv.Messages())
 	})
+}
+
+func newMail(t *testing.T, cfg notify.SMTPConfig, tlsConfig *tls.Config) *email.Channel {
+	t.Helper()
+	ch, err := email.New(cfg, tlsConfig)
+	require.NoError(t, err)
+	return ch
+}
+
+// TestCAFile trusts a private relay's certificate through smtp.ca_file.
+func TestCAFileIntegration(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: real SMTP server on loopback")
+	}
+	srv := testenv.SMTP(t, testenv.SMTPOptions{})
+	ch, err := email.New(notify.SMTPConfig{Host: srv.Host, Port: srv.Port, From: "noreply@forewarn.test", TLS: notify.TLSStartTLS, CAFile: srv.CAFile}, nil)
+	require.NoError(t, err)
+	require.NoError(t, ch.Send(t.Context(), ticketing.Channel{Address: "ana@example.com"}, notify.Message{Key: "forewarn-1", Subject: "s", Text: "t"}))
+	require.Len(t, srv.Messages(), 1)
+	require.True(t, srv.Messages()[0].TLS)
+	_, err = email.New(notify.SMTPConfig{CAFile: "/nonexistent.pem"}, nil)
+	require.ErrorContains(t, err, "smtp.ca_file")
 }
