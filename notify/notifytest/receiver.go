@@ -37,6 +37,15 @@ type Receiver struct {
 	requests int
 	bad      int // signature failures
 	seen     map[string]int
+	delay    time.Duration
+}
+
+// SetDelay makes every answer wait d (a slow receiver, to kill a sender
+// mid-delivery).
+func (r *Receiver) SetDelay(d time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.delay = d
 }
 
 // NewReceiver starts a receiver for t with secret ("" for the staff chat:
@@ -51,6 +60,10 @@ func NewReceiver(t testing.TB, secret string) *Receiver {
 
 func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) {
 	raw, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	delay := r.delay
+	r.mu.Unlock()
+	time.Sleep(delay) // a slow receiver; the request has fully arrived
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.requests++
