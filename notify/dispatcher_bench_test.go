@@ -8,21 +8,33 @@ import (
 	"testing"
 	"time"
 
+	"github.com/forewarn/forewarn/internal/testenv"
 	"github.com/forewarn/forewarn/notify"
 	"github.com/forewarn/forewarn/notify/webhook"
 	"github.com/forewarn/forewarn/telemetry"
 	"github.com/forewarn/forewarn/ticketing"
 )
 
-// BenchmarkDispatch delivers outbox rows from SQLite to a loopback webhook
+// BenchmarkDispatch delivers outbox rows from SQLite or PostgreSQL to a loopback webhook
 // receiver (signature made, not checked) and reports notifications/s: the
 // claim, render, POST and completion of each row.
 func BenchmarkDispatch(b *testing.B) {
-	for _, workers := range []int{1, 4} {
-		b.Run(fmt.Sprintf("sqlite/workers=%d", workers), func(b *testing.B) {
+	for _, bc := range []struct {
+		backend string
+		workers int
+	}{{"sqlite", 1}, {"sqlite", 4}, {"postgres", 1}, {"postgres", 4}} {
+		workers := bc.workers
+		b.Run(fmt.Sprintf("%s/workers=%d", bc.backend, workers), func(b *testing.B) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 			defer srv.Close()
-			store, err := ticketing.Open(b.Context(), ticketing.Config{DSN: "sqlite:" + filepath.Join(b.TempDir(), "t.db")})
+			dsn := "sqlite:" + filepath.Join(b.TempDir(), "t.db")
+			if bc.backend == "postgres" {
+				if testing.Short() {
+					b.Skip("postgres: a real server; runs without -short")
+				}
+				dsn = testenv.Postgres(b)
+			}
+			store, err := ticketing.Open(b.Context(), ticketing.Config{DSN: dsn})
 			if err != nil {
 				b.Fatal(err)
 			}
