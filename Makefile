@@ -74,6 +74,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseDevicesJSON -fuzztime 60s ./ticketing
 	$(GO) test -run '^$$' -fuzz FuzzParseCustomersCSV -fuzztime 60s ./ticketing
 	$(GO) test -run '^$$' -fuzz FuzzParseCustomersJSON -fuzztime 60s ./ticketing
+	$(GO) test -run '^$$' -fuzz FuzzParseClock -fuzztime 60s ./notify
+	$(GO) test -run '^$$' -fuzz FuzzParseRetryAfter -fuzztime 60s ./notify
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -20,6 +20,7 @@ import (
 	"github.com/forewarn/forewarn/httpapi"
 	"github.com/forewarn/forewarn/ingest"
 	"github.com/forewarn/forewarn/live"
+	"github.com/forewarn/forewarn/notify"
 	"github.com/forewarn/forewarn/ticketing"
 )
 
@@ -37,6 +38,7 @@ type Config struct {
 	Tickets         ticketing.TicketsConfig      `mapstructure:"tickets"`
 	Registry        ticketing.RegistryConfig     `mapstructure:"registry"`
 	HTTP            httpapi.Config               `mapstructure:"http"`
+	Notify          notify.Config                `mapstructure:"notify"`           // customer and staff notifications
 	ShutdownTimeout time.Duration                `mapstructure:"shutdown_timeout"` // bound on draining at shutdown
 	Detectors       live.Config                  `mapstructure:"detectors"`        // how the detector engine runs
 	Profiles        map[string]detectors.Profile `mapstructure:"profiles"`         // detector profiles by device model (lower case)
@@ -60,6 +62,7 @@ func Default() Config {
 		Tickets:         ticketing.DefaultTicketsConfig(),
 		Registry:        ticketing.DefaultRegistryConfig(),
 		HTTP:            httpapi.DefaultConfig(),
+		Notify:          notify.DefaultConfig(),
 		ShutdownTimeout: 30 * time.Second,
 		Detectors:       live.DefaultConfig(),
 		Profiles:        map[string]detectors.Profile{},
@@ -98,6 +101,7 @@ func (c Config) Validate() error {
 	errs = append(errs, prefixed("tickets", c.Tickets.Validate())...)
 	errs = append(errs, prefixed("registry", c.Registry.Validate())...)
 	errs = append(errs, prefixed("http", c.HTTP.Validate())...)
+	errs = append(errs, prefixed("notify", c.Notify.Validate())...)
 	errs = append(errs, prefixed("detectors", c.Detectors.Validate())...)
 	if err := detectors.ValidateProfiles(c.Profiles); err != nil { // its messages carry the full path
 		errs = append(errs, err)
@@ -369,7 +373,7 @@ func Keys() []string {
 }
 
 // secretKeys are masked by Masked.
-var secretKeys = []string{"mqtt.password", "influx.token", "http.admin_token"}
+var secretKeys = []string{"mqtt.password", "influx.token", "http.admin_token", "notify.smtp.password"}
 
 // Masked returns c as nested maps with secrets replaced by "*****" (set) or
 // "" (unset): what `forewarn config check` prints.
@@ -380,8 +384,12 @@ func (c Config) Masked() (map[string]any, error) {
 	}
 	root := m.(map[string]any)
 	for _, key := range secretKeys {
-		section, name, _ := strings.Cut(key, ".")
-		if sec, ok := root[section].(map[string]any); ok {
+		parts := strings.Split(key, ".")
+		sec, name := root, parts[len(parts)-1]
+		for _, p := range parts[:len(parts)-1] {
+			sec, _ = sec[p].(map[string]any)
+		}
+		if sec != nil {
 			if s, _ := sec[name].(string); s != "" {
 				sec[name] = "*****"
 			}

@@ -98,6 +98,8 @@ func TestLoadEnvOnly(t *testing.T) {
 	t.Setenv("FOREWARN_INFLUX_BATCH_SIZE", "123")
 	t.Setenv("FOREWARN_SHUTDOWN_TIMEOUT", "5s")
 	t.Setenv("FOREWARN_HTTP_ADMIN_TOKEN", "env-token-0123456789")
+	t.Setenv("FOREWARN_NOTIFY_SMTP_PASSWORD", "smtp-secret")
+	t.Setenv("FOREWARN_NOTIFY_TIER_RULES_PREMIUM_DAILY_CAP", "3")
 	c, err := Load(Options{})
 	require.NoError(t, err)
 	require.Equal(t, "tcp://10.0.0.1:1884", c.MQTT.URL)
@@ -105,6 +107,8 @@ func TestLoadEnvOnly(t *testing.T) {
 	require.Equal(t, 123, c.Influx.BatchSize)
 	require.Equal(t, 5*time.Second, c.ShutdownTimeout)
 	require.Equal(t, "env-token-0123456789", c.HTTP.AdminToken)
+	require.Equal(t, "smtp-secret", c.Notify.SMTP.Password)
+	require.Equal(t, 3, c.Notify.TierRules.Premium.DailyCap)
 }
 
 func TestLoadBadEnvNamesKey(t *testing.T) {
@@ -148,6 +152,8 @@ func TestMaskedHidesSecrets(t *testing.T) {
 	require.Equal(t, "*****", m["mqtt"].(map[string]any)["password"])
 	require.Equal(t, "*****", m["influx"].(map[string]any)["token"])
 	require.Equal(t, "*****", m["http"].(map[string]any)["admin_token"])
+	require.Equal(t, "*****", m["notify"].(map[string]any)["smtp"].(map[string]any)["password"])
+	require.Equal(t, "mail.example.com", m["notify"].(map[string]any)["smtp"].(map[string]any)["host"])
 	require.Equal(t, "forewarn", m["mqtt"].(map[string]any)["username"])
 	require.Equal(t, "30s", m["shutdown_timeout"])
 	rules := m["profiles"].(map[string]any)["waterheater-x"].(map[string]any)["rules"].([]any)

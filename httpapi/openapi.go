@@ -71,7 +71,9 @@ var schemaTypes = map[string]any{
 		Outcome ticketing.Outcome `json:"outcome"`
 		Note    string            `json:"note"`
 	}{},
-	"Problem": problem{},
+	"Problem":          problem{},
+	"Notification":     ticketing.Notification{},
+	"NotificationList": list[ticketing.Notification]{},
 }
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)

@@ -87,6 +87,11 @@ func (h *Handler) routeTable() []route {
 		{method: http.MethodPost, pattern: "/api/v1/customers:import", role: admin, summary: "Bulk import customers from CSV (text/csv) or JSON (application/json); reports rejected rows and why.", body: "CustomerImport", resp: "ImportReport", status: 200, maxBody: h.opts.Limits.MaxImportBytes, handle: h.importCustomers},
 		{method: http.MethodDelete, pattern: "/api/v1/customers/{id}", role: admin, summary: "Delete a customer who owns no devices or tokens.", status: 204, handle: h.deleteCustomer},
 
+		{method: http.MethodGet, pattern: "/api/v1/notifications", role: viewer, scoped: true, summary: "Customer and staff notifications (the outbox), newest first, each with its delivery attempts.",
+			query: append([]string{"status", "ticket", "customer"}, listParams...), resp: "NotificationList", status: 200, handle: h.listNotifications},
+		{method: http.MethodGet, pattern: "/api/v1/notifications/{id}", role: viewer, scoped: true, summary: "One notification with every delivery attempt (time, channel, outcome, error).", resp: "Notification", status: 200, handle: h.getNotification},
+		{method: http.MethodPost, pattern: "/api/v1/notifications/{id}/retry", role: agent, summary: "Send a dead-lettered notification again (409 unless it is dead).", body: "Note", resp: "Notification", status: 200, handle: h.retryNotification},
+
 		{method: http.MethodGet, pattern: "/api/v1/audit", role: admin, summary: "The audit trail, oldest first.", query: append([]string{"ticket", "incident", "subject", "actor", "since"}, listParams...), resp: "AuditList", status: 200, handle: h.listAudit},
 		{method: http.MethodGet, pattern: "/api/v1/tokens", role: admin, summary: "List API tokens (never their secrets).", resp: "TokenList", status: 200, handle: h.listTokens},
 		{method: http.MethodPost, pattern: "/api/v1/tokens", role: admin, summary: "Issue an API token; the secret is in this answer only.", body: "TokenPost", resp: "IssuedToken", status: 201, handle: h.issueToken},
@@ -787,4 +792,75 @@ func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *Handler) listNotifications(w http.ResponseWriter, r *http.Request) {
+	q, err := query(r, h.route(r).query)
+	if err != nil {
+		writeError(h.log, w, r, err)
+		return
+	}
+	f := ticketing.NotificationFilter{Status: ticketing.NotificationStatus(q.Get("status")), CustomerID: q.Get("customer"), Cursor: q.Get("cursor")}
+	if f.Status != "" && !f.Status.Valid() {
+		writeError(h.log, w, r, fmt.Errorf("%w: status %q: want pending, delivered, dead, suppressed or digested", errBadRequest, f.Status))
+		return
+	}
+	if s := q.Get("ticket"); s != "" {
+		if f.TicketID, err = int64Param("ticket", s); err != nil {
+			writeError(h.log, w, r, err)
+			return
+		}
+	}
+	if f.Limit, err = limitParam(q); err != nil {
+		writeError(h.log, w, r, err)
+		return
+	}
+	if f.CustomerID, err = scopeCustomer(r, f.CustomerID); err != nil {
+		writeError(h.log, w, r, err)
+		return
+	}
+	items, next, err := h.store.ListNotifications(r.Context(), f)
+	if err != nil {
+		writeError(h.log, w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, list[ticketing.Notification]{Items: items, Next: next})
+}
+
+func (h *Handler) getNotification(w http.ResponseWriter, r *http.Request) {
+	id, err := int64Param("notification id", chi.URLParam(r, "id"))
+	if err != nil {
+		writeError(h.log, w, r, err)
+		return
+	}
+	n, err := h.store.GetNotification(r.Context(), id)
+	if err == nil {
+		err = scope(r, n.CustomerID, fmt.Sprintf("get notification %d", id))
+	}
+	if err != nil {
+		writeError(h.log, w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, n)
+}
+
+func (h *Handler) retryNotification(w http.ResponseWriter, r *http.Request) {
+	id, err := int64Param("notification id", chi.URLParam(r, "id"))
+	if err != nil {
+		writeError(h.log, w, r, err)
+		return
+	}
+	var b struct {
+		Note string `json:"note"`
+	}
+	if err := decode(r, &b, true); err != nil {
+		writeError(h.log, w, r, err)
+		return
+	}
+	n, err := h.svc.RetryNotification(r.Context(), id, principalOf(r).name)
+	if err != nil {
+		writeError(h.log, w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, n)
 }

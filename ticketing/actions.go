@@ -220,6 +220,18 @@ func applyChange(ctx context.Context, tx txn, table string, id int64, c change, 
 			}
 			return fmt.Errorf("update %s: %w", table, err)
 		}
+		if table == "tickets" {
+			switch c.sets["status"] {
+			case string(StatusResolved):
+				if err := enqueueTicketEvent(ctx, tx, id, EventTicketResolved, now); err != nil {
+					return err
+				}
+			case string(StatusAcknowledged):
+				if err := enqueueTicketEvent(ctx, tx, id, EventTicketAcknowledged, now); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	for _, e := range c.audit {
 		if err := addAudit(ctx, tx, e); err != nil {

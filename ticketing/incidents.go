@@ -122,6 +122,9 @@ func groupIncident(ctx context.Context, tx txn, id int64, f telemetry.Finding, n
 			Note: fmt.Sprintf("%d devices with %s %s raised %s within %s", len(members), scope, value, f.Fault, ic.Window)}); err != nil {
 			return 0, false, err
 		}
+		if err := enqueue(ctx, tx, EventStaffIncident, AudienceStaff, 0, incident, "", sev, now); err != nil {
+			return 0, false, err
+		}
 		return incident, true, joinIncident(ctx, tx, incident, members, sev, now)
 	}
 	return 0, false, nil

@@ -101,7 +101,10 @@ var migrations = []migration{
 		sqlite:   migration2(false),
 		postgres: migration2(true),
 	},
-	// Version 3 is the notifications outbox (issue 6, another branch).
+	{version: 3, name: "notification outbox, attempts, daily counters, call-back tasks",
+		sqlite:   migration3(false),
+		postgres: migration3(true),
+	},
 	{version: 4, name: "console indexes",
 		sqlite:   migration4(false),
 		postgres: migration4(true),
@@ -228,6 +231,77 @@ func migration2(pg bool) []string {
 			created_at  TEXT NOT NULL,
 			revoked_at  TEXT,
 			CHECK (role <> 'admin' OR customer_id IS NULL)
+		)$STRICT`,
+	}
+	for i, st := range stmts {
+		stmts[i] = r.Replace(st)
+	}
+	return stmts
+}
+
+// migration3 adds the notification outbox (written in the transaction of
+// the ticket change it reports), its delivery attempts, the per-customer
+// daily counters of the cap, and staff call-back tasks. The unique partial
+// indexes make storm merging (one message per customer and incident) and
+// the one digest per customer and day hold across processes.
+func migration3(pg bool) []string {
+	id, ref, strict := "INTEGER PRIMARY KEY AUTOINCREMENT", "INTEGER", " STRICT"
+	if pg {
+		id, ref, strict = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BIGINT", ""
+	}
+	r := strings.NewReplacer("$ID", id, "$REF", ref, "$STRICT", strict)
+	stmts := []string{
+		`CREATE TABLE outbox (
+			id            $ID,
+			event         TEXT    NOT NULL,
+			audience      TEXT    NOT NULL CHECK (audience IN ('customer', 'staff')),
+			ticket_id     $REF    REFERENCES tickets (id),
+			incident_id   $REF    REFERENCES incidents (id),
+			customer_id   TEXT    NOT NULL DEFAULT '',
+			severity      INTEGER NOT NULL CHECK (severity BETWEEN 1 AND 4),
+			status        TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead', 'suppressed', 'digested')),
+			attempts      INTEGER NOT NULL DEFAULT 0,
+			channel       TEXT    NOT NULL DEFAULT '',
+			note          TEXT    NOT NULL DEFAULT '',
+			group_key     TEXT,
+			digest_id     $REF    REFERENCES outbox (id),
+			digest_day    TEXT,
+			created_at    TEXT    NOT NULL,
+			updated_at    TEXT    NOT NULL,
+			not_before    TEXT    NOT NULL,
+			claimed_until TEXT,
+			claim         TEXT    NOT NULL DEFAULT '',
+			delivered_at  TEXT
+		)$STRICT`,
+		`CREATE INDEX outbox_due ON outbox (status, not_before, id)`,
+		`CREATE INDEX outbox_ticket ON outbox (ticket_id, id)`,
+		`CREATE INDEX outbox_customer ON outbox (customer_id, id)`,
+		`CREATE INDEX outbox_digest_members ON outbox (digest_id, id)`,
+		`CREATE UNIQUE INDEX outbox_one_per_group ON outbox (customer_id, group_key) WHERE group_key IS NOT NULL`,
+		`CREATE UNIQUE INDEX outbox_one_digest_per_day ON outbox (customer_id, digest_day) WHERE digest_day IS NOT NULL`,
+		`CREATE TABLE outbox_attempts (
+			id          $ID,
+			outbox_id   $REF    NOT NULL REFERENCES outbox (id),
+			at          TEXT    NOT NULL,
+			channel     TEXT    NOT NULL,
+			outcome     TEXT    NOT NULL CHECK (outcome IN ('delivered', 'retry', 'failed')),
+			status_code INTEGER NOT NULL DEFAULT 0,
+			error       TEXT    NOT NULL DEFAULT '',
+			duration_ms INTEGER NOT NULL DEFAULT 0
+		)$STRICT`,
+		`CREATE INDEX outbox_attempts_row ON outbox_attempts (outbox_id, id)`,
+		`CREATE TABLE notify_daily (
+			customer_id TEXT    NOT NULL,
+			day         TEXT    NOT NULL,
+			sent        INTEGER NOT NULL DEFAULT 0,
+			PRIMARY KEY (customer_id, day)
+		)$STRICT`,
+		`CREATE TABLE callback_tasks (
+			id          $ID,
+			ticket_id   $REF NOT NULL UNIQUE REFERENCES tickets (id),
+			customer_id TEXT NOT NULL,
+			created_at  TEXT NOT NULL,
+			done_at     TEXT
 		)$STRICT`,
 	}
 	for i, st := range stmts {

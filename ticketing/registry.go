@@ -52,6 +52,9 @@ type Channel struct {
 	URL     string `json:"url,omitempty"`     // webhook
 	Secret  string `json:"secret,omitempty"`  // webhook HMAC key
 	Address string `json:"address,omitempty"` // email
+	// OptOut keeps the channel on record but sends nothing on it: the
+	// customer opted out of it (notify skips it).
+	OptOut bool `json:"opt_out,omitempty"`
 }
 
 // A Device is one registered product.

@@ -348,6 +348,17 @@ func (s *Service) PutCustomer(ctx context.Context, c Customer, actor string) (Cu
 	return s.store.PutCustomer(ctx, c, actor, s.now())
 }
 
+// RetryNotification sends dead notification id again (pending, due now,
+// attempt count reset), audited with actor.
+func (s *Service) RetryNotification(ctx context.Context, id int64, actor string) (Notification, error) {
+	n, err := s.store.RetryNotification(ctx, id, actor, s.now())
+	if err != nil {
+		return Notification{}, err
+	}
+	s.log.Info("dead notification retried", "notification_id", id, "actor", actor)
+	return n, nil
+}
+
 // DeleteCustomer removes a customer who owns no devices or tokens.
 func (s *Service) DeleteCustomer(ctx context.Context, id, actor string) error {
 	return s.store.DeleteCustomer(ctx, id, actor, s.now())

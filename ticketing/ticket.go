@@ -157,18 +157,20 @@ type AuditEntry struct {
 
 // Audit actions.
 const (
-	ActionOpen        = "open"       // to: status open
-	ActionStatus      = "status"     // from, to: statuses
-	ActionSeverity    = "severity"   // from, to: severities
-	ActionAssign      = "assign"     // from, to: assignees
-	ActionComment     = "comment"    // to: the comment
-	ActionOutcome     = "outcome"    // from, to: outcomes
-	ActionIncident    = "incident"   // to: the incident id the ticket joined
-	ActionDue         = "due"        // from, to: due times
-	ActionRegistered  = "registered" // device auto-registration
-	ActionOnline      = "online"     // a device's online state from its status topic changed: from, to: online, offline ("" for never known)
-	ActionTokenIssued = "token"      // to: the token's role
-	ActionDeleted     = "deleted"    // registry deletions
+	ActionOpen        = "open"         // to: status open
+	ActionStatus      = "status"       // from, to: statuses
+	ActionSeverity    = "severity"     // from, to: severities
+	ActionAssign      = "assign"       // from, to: assignees
+	ActionComment     = "comment"      // to: the comment
+	ActionOutcome     = "outcome"      // from, to: outcomes
+	ActionIncident    = "incident"     // to: the incident id the ticket joined
+	ActionDue         = "due"          // from, to: due times
+	ActionRegistered  = "registered"   // device auto-registration
+	ActionOnline      = "online"       // a device's online state from its status topic changed: from, to: online, offline ("" for never known)
+	ActionTokenIssued = "token"        // to: the token's role
+	ActionDeleted     = "deleted"      // registry deletions
+	ActionNotifyRetry = "notify_retry" // subject notification:ID: a dead notification sent again
+	ActionCallback    = "callback"     // a staff call-back task was made (tier rule); to: the customer
 )
 
 // AuditFilter selects audit entries. Zero fields match everything.

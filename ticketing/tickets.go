@@ -225,7 +225,7 @@ func reopenForRaise(ctx context.Context, tx txn, f telemetry.Finding, ev []byte,
 			return res, false, err
 		}
 	}
-	return res, true, nil
+	return res, true, enqueueTicketEvent(ctx, tx, res.id, EventTicketOpened, now)
 }
 
 func incidentOpen(ctx context.Context, tx txn, id sql.NullInt64) bool {
@@ -279,7 +279,10 @@ func insertTicket(ctx context.Context, tx txn, f telemetry.Finding, ev []byte, n
 		return res, err
 	}
 	res.incident, res.newIncid, err = groupIncident(ctx, tx, res.id, f, now, cfg)
-	return res, err
+	if err != nil {
+		return res, err
+	}
+	return res, enqueueTicketEvent(ctx, tx, res.id, EventTicketOpened, now)
 }
 
 // clear records a cleared Finding on the open ticket of f's (device,

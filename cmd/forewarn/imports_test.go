@@ -22,7 +22,8 @@ func TestImportDirection(t *testing.T) {
 		"scoring":   {},
 		"replay":    {"telemetry", "detectors"},
 		"live":      {"telemetry", "detectors"},
-		"config":    {"telemetry", "detectors", "ingest", "ticketing", "httpapi", "live"},
+		"notify":    {"telemetry", "ticketing"},
+		"config":    {"telemetry", "detectors", "ingest", "ticketing", "httpapi", "live", "notify"},
 	}
 	for pkg, ok := range allowed {
 		t.Run(pkg, func(t *testing.T) {

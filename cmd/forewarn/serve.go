@@ -23,6 +23,10 @@ import (
 	"github.com/forewarn/forewarn/httpapi"
 	"github.com/forewarn/forewarn/ingest"
 	"github.com/forewarn/forewarn/live"
+	"github.com/forewarn/forewarn/notify"
+	"github.com/forewarn/forewarn/notify/email"
+	"github.com/forewarn/forewarn/notify/mqttpush"
+	"github.com/forewarn/forewarn/notify/webhook"
 	"github.com/forewarn/forewarn/telemetry"
 	"github.com/forewarn/forewarn/ticketing"
 )
@@ -68,6 +72,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 		Tickets: cfg.Tickets, Registry: cfg.Registry, Logger: log, Registerer: reg,
 	})
 
+	dispatcher, push, err := newDispatcher(cfg, store, log, reg)
+	if err != nil {
+		return err
+	}
+	if push != nil {
+		defer push.Close()
+	}
+
 	influx := ingest.NewInfluxClient(cfg.Influx)
 	defer influx.Close()
 	spool, err := ingest.OpenSpool(cfg.Spool.Dir, cfg.Spool.SegmentBytes(), log)
@@ -99,15 +111,14 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 	}
 	summarizer := &influxSummarizer{client: influx, org: cfg.Influx.Org, bucket: cfg.Influx.Bucket, now: time.Now}
 	handler := httpapi.NewHandler(httpapi.Options{
-		Service:    tickets,
-		AdminToken: token,
-		Limits:     cfg.HTTP,
-		Gatherer:   reg,
-		Telemetry:  summarizer,
-		Series:     summarizer, // the console's ticket chart
-		// Notifications: the notify store, once it lists a ticket's
-		// notifications (httpapi.NotificationLister).
-		Logger: log,
+		Service:       tickets,
+		AdminToken:    token,
+		Limits:        cfg.HTTP,
+		Gatherer:      reg,
+		Telemetry:     summarizer,
+		Series:        summarizer,                 // the console's ticket chart
+		Notifications: ticketNotifications{store}, // the console's ticket timeline
+		Logger:        log,
 		Checks: map[string]httpapi.Check{
 			"mqtt":  sub.Ready,
 			"store": store.Ping,
@@ -160,6 +171,17 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 			detErr = fmt.Errorf("detector engine: %w", detErr)
 		}
 	}()
+	// The dispatcher runs until the findings are written (they make outbox
+	// rows); then it finishes the deliveries under way and stops.
+	notifyCtx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopNotify()
+	notifyDone := make(chan struct{})
+	go func() {
+		defer close(notifyDone)
+		if dispatcher != nil {
+			_ = dispatcher.Run(notifyCtx) // returns nil when stopped
+		}
+	}()
 	findingsCtx, stopFindings := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopFindings()
 	findingsDone := make(chan struct{})
@@ -185,6 +207,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 	<-detDone
 	stopFindings()
 	<-findingsDone
+	stopNotify()
+	<-notifyDone
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	stopWriter()
@@ -305,4 +329,42 @@ func randomToken() string {
 	b := make([]byte, 24)
 	_, _ = rand.Read(b) // never fails (crypto/rand, Go 1.24+)
 	return hex.EncodeToString(b)
+}
+
+// The ticket store is the dispatcher's outbox.
+var _ notify.Outbox = (*ticketing.SQLStore)(nil)
+
+// newDispatcher builds the notification dispatcher with the channels the
+// configuration enables: webhooks always, email with notify.smtp.host,
+// MQTT push on the mqtt broker, the staff chat with
+// notify.staff_webhook_url. Its templates are checked here, so a broken
+// one stops start-up. It returns nil when notify.enabled is false.
+func newDispatcher(cfg config.Config, store *ticketing.SQLStore, log *slog.Logger, reg prometheus.Registerer) (*notify.Dispatcher, *mqttpush.Channel, error) {
+	tpl, err := notify.LoadTemplates(cfg.Notify.TemplatesDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("notification templates: %w", err)
+	}
+	if !cfg.Notify.Enabled {
+		log.Info("notifications are off (notify.enabled: false); outbox rows wait")
+		return nil, nil, nil
+	}
+	senders := map[string]notify.Sender{"webhook": webhook.New(nil, nil)}
+	if cfg.Notify.SMTP.Host != "" {
+		mail, err := email.New(cfg.Notify.SMTP, nil)
+		if err != nil {
+			return nil, nil, fmt.Errorf("notify.%w", err)
+		}
+		senders["email"] = mail
+	}
+	push := mqttpush.New(mqttpush.Options{URL: cfg.MQTT.URL, ClientID: cfg.MQTT.ClientID + "-notify", Username: cfg.MQTT.Username,
+		Password: cfg.MQTT.Password, Topic: cfg.Notify.MQTTTopic, ConnectTimeout: cfg.MQTT.ConnectTimeout})
+	senders["mqtt"] = push
+	if cfg.Notify.StaffWebhookURL != "" {
+		senders[notify.ChannelStaff] = webhook.NewChat(cfg.Notify.StaffWebhookURL, nil, nil)
+	}
+	d, err := notify.New(notify.Options{Config: cfg.Notify, Outbox: store, Senders: senders, Templates: tpl, Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, nil, fmt.Errorf("notification dispatcher: %w", err)
+	}
+	return d, push, nil
 }
