@@ -134,13 +134,16 @@ type SubscriberOptions struct {
 	Readings Sink       // detectors; nil = none
 	Events   EventSink  // nil = none
 	Status   StatusSink // nil = none
-	// Admit, when set, is asked about the device of each telemetry and
-	// events message before it is spooled (on the committer goroutine,
-	// never the MQTT handler). nil admits it. An error wrapping
-	// ErrNotAdmitted rejects the message with reason unknown_device; any
-	// other error is logged and the message admitted: data is not lost
-	// because the registry cannot be reached.
-	Admit      func(ctx context.Context, device telemetry.DeviceID, model, firmware string) error
+	// Admit, when set, is asked about the devices of the telemetry and
+	// events messages of each group commit before it is spooled, once per
+	// group (on the committer goroutine, never the MQTT handler), so a
+	// registry can answer a whole group in one transaction. It returns one
+	// error per sighting (nil: admitted); a shorter slice admits the rest.
+	// nil admits everything. An error wrapping ErrNotAdmitted rejects the
+	// message with reason unknown_device; any other error is logged and the
+	// message admitted: data is not lost because the registry cannot be
+	// reached.
+	Admit      func(ctx context.Context, ss []Sighting) []error
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -148,29 +151,50 @@ type SubscriberOptions struct {
 // ErrNotAdmitted is what SubscriberOptions.Admit wraps to reject a device.
 var ErrNotAdmitted = errors.New("device not admitted")
 
-// admit applies SubscriberOptions.Admit to it.
-func (s *Subscriber) admit(ctx context.Context, it *item) {
-	if s.opt.Admit == nil || it.err != nil {
+// A Sighting is a device that sent a telemetry or events message, with the
+// model and firmware it reported (either may be empty).
+type Sighting struct {
+	Device          telemetry.DeviceID
+	Model, Firmware string
+}
+
+// admit applies SubscriberOptions.Admit to the accepted telemetry and
+// events messages of batch, in one call.
+func (s *Subscriber) admit(ctx context.Context, batch []item) {
+	if s.opt.Admit == nil {
 		return
 	}
-	var dev telemetry.DeviceID
-	var model, fw string
-	switch it.kind {
-	case TopicTelemetry:
-		dev, model, fw = it.reading.Device, it.reading.Model, it.reading.Firmware
-	case TopicEvents:
-		dev = it.event.Device
-	default:
+	s.sightings, s.sighted = s.sightings[:0], s.sighted[:0]
+	for i := range batch {
+		it := &batch[i]
+		if it.err != nil {
+			continue
+		}
+		switch it.kind {
+		case TopicTelemetry:
+			s.sightings = append(s.sightings, Sighting{it.reading.Device, it.reading.Model, it.reading.Firmware})
+		case TopicEvents:
+			s.sightings = append(s.sightings, Sighting{Device: it.event.Device})
+		default:
+			continue
+		}
+		s.sighted = append(s.sighted, i)
+	}
+	if len(s.sightings) == 0 {
 		return
 	}
-	err := s.opt.Admit(ctx, dev, model, fw)
-	switch {
-	case err == nil:
-	case errors.Is(err, ErrNotAdmitted):
-		it.err = &DecodeError{Reason: ReasonUnknownDevice, Err: err}
-	default:
-		if n, ok := s.sampler.allow("admit"); ok {
-			s.log.Warn("device admission check failed; admitting the message", "device_id", dev, "suppressed", n, "err", err)
+	for k, err := range s.opt.Admit(ctx, s.sightings) {
+		if k >= len(s.sighted) {
+			break
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrNotAdmitted):
+			batch[s.sighted[k]].err = &DecodeError{Reason: ReasonUnknownDevice, Err: err}
+		default:
+			if n, ok := s.sampler.allow("admit"); ok {
+				s.log.Warn("device admission check failed; admitting the message", "device_id", s.sightings[k].Device, "suppressed", n, "err", err)
+			}
 		}
 	}
 }
@@ -206,6 +230,8 @@ type Subscriber struct {
 
 	dec        *Decoder   // used only by the MQTT handler goroutine
 	seqs       seqTracker // used only by the committer
+	sightings  []Sighting // admit's, used only by the committer
+	sighted    []int      // batch index of each of sightings
 	queue      chan item
 	subscribed atomic.Bool // the filters are subscribed on the current connection
 	stopping   atomic.Bool
@@ -414,13 +440,12 @@ func (s *Subscriber) commitLoop(ctx context.Context) error {
 			continue // drain without acknowledging; Run is returning failed
 		}
 		batch = append(batch[:0], first)
-		body = body[:0]
+		size := 0 // payload bytes: about the size of the encoded group
 		lingered := false
 	fill:
 		for {
-			s.admit(ctx, &batch[len(batch)-1])
-			body = s.encode(body, batch[len(batch)-1])
-			if len(batch) >= maxCommitItems || int64(len(body)) >= commitBytes {
+			size += len(batch[len(batch)-1].msg.Payload())
+			if len(batch) >= maxCommitItems || int64(size) >= commitBytes {
 				break
 			}
 			select {
@@ -452,8 +477,11 @@ func (s *Subscriber) commitLoop(ctx context.Context) error {
 			case <-linger.C:
 			}
 		}
+		s.admit(ctx, batch)
+		body = body[:0]
 		lines := 0
 		for i := range batch {
+			body = s.encode(body, batch[i])
 			if batch[i].err == nil && batch[i].kind != TopicStatus {
 				lines += 1 + len(batch[i].more)
 			}

@@ -520,37 +520,46 @@ func (s *SQLStore) DeleteDevice(ctx context.Context, id, actor string, now time.
 	return nil
 }
 
-// seen records telemetry from a device: it updates last_seen, online and
-// the reported model and firmware of a known device, and registers an
-// unknown one when register is true. known is false for an unknown device
-// that was not registered.
-func (s *SQLStore) seen(ctx context.Context, id, model, firmware string, now time.Time, register bool) (known, registered bool, err error) {
+// seen records telemetry from devices, all in one transaction (one commit
+// for a whole group of messages): it updates last_seen, online and the
+// reported model and firmware of each known device, and registers an
+// unknown one when register is true. known[i] is false for an unknown
+// device that was not registered. ss holds each device once.
+func (s *SQLStore) seen(ctx context.Context, ss []Sighting, now time.Time, register bool) (known, registered []bool, err error) {
+	known, registered = make([]bool, len(ss)), make([]bool, len(ss))
 	err = s.writeTx(ctx, func(tx txn) error {
-		r, err := tx.exec(ctx, `UPDATE devices SET last_seen = ?, online = ?,
-				model = CASE WHEN ? <> '' THEN ? ELSE model END,
-				firmware = CASE WHEN ? <> '' THEN ? ELSE firmware END
-			WHERE id = ?`, formatTime(now), true, model, model, firmware, firmware, id)
-		if err != nil {
-			return fmt.Errorf("update device: %w", err)
-		}
-		if n, _ := r.RowsAffected(); n == 1 {
-			known = true
-			return nil
-		}
-		if !register {
-			return nil
-		}
-		r, err = tx.exec(ctx, `INSERT INTO devices (id, model, firmware, source, last_seen, online, created_at, updated_at)
-			VALUES (?, ?, ?, 'auto', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-			id, model, firmware, formatTime(now), true, formatTime(now), formatTime(now))
-		if err != nil {
-			return fmt.Errorf("register device: %w", err)
-		}
-		known = true
-		if n, _ := r.RowsAffected(); n == 1 {
-			registered = true
-			return addAudit(ctx, tx, AuditEntry{Subject: "device:" + id, At: now, Actor: SystemActor, Action: ActionRegistered,
-				To: model, Note: "first telemetry from an unknown device"})
+		clear(known)
+		clear(registered)
+		for i, sg := range ss {
+			id, model, firmware := string(sg.Device), sg.Model, sg.Firmware
+			r, err := tx.exec(ctx, `UPDATE devices SET last_seen = ?, online = ?,
+					model = CASE WHEN ? <> '' THEN ? ELSE model END,
+					firmware = CASE WHEN ? <> '' THEN ? ELSE firmware END
+				WHERE id = ?`, formatTime(now), true, model, model, firmware, firmware, id)
+			if err != nil {
+				return fmt.Errorf("update device %s: %w", id, err)
+			}
+			if n, _ := r.RowsAffected(); n == 1 {
+				known[i] = true
+				continue
+			}
+			if !register {
+				continue
+			}
+			r, err = tx.exec(ctx, `INSERT INTO devices (id, model, firmware, source, last_seen, online, created_at, updated_at)
+				VALUES (?, ?, ?, 'auto', ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+				id, model, firmware, formatTime(now), true, formatTime(now), formatTime(now))
+			if err != nil {
+				return fmt.Errorf("register device %s: %w", id, err)
+			}
+			known[i] = true
+			if n, _ := r.RowsAffected(); n == 1 {
+				registered[i] = true
+				if err := addAudit(ctx, tx, AuditEntry{Subject: "device:" + id, At: now, Actor: SystemActor, Action: ActionRegistered,
+					To: model, Note: "first telemetry from an unknown device"}); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})

@@ -321,6 +321,60 @@ func TestObserveDevice(t *testing.T) {
 	}
 }
 
+// TestObserveDevices: a group of sightings (ingest's group commit) is
+// answered in one call, per sighting: a device seen several times in the
+// group is written once and every sighting of it gets its result; invalid
+// ids fail alone; with reject, unknown devices are refused and a known one
+// is admitted in the same group.
+func TestObserveDevices(t *testing.T) {
+	for _, b := range backends {
+		for _, mode := range []string{UnknownRegister, UnknownReject} {
+			t.Run(b.name+"/"+mode, func(t *testing.T) {
+				s := openDSN(t, b.dsn(t))
+				reg := newRegistry()
+				svc := NewService(s, Options{Registry: RegistryConfig{UnknownDevices: mode, SeenInterval: time.Minute}, Registerer: reg, Now: newClock(t0).Now})
+				ctx := t.Context()
+				_, _, err := svc.PutDevice(ctx, Device{ID: "known-1", Model: "heatpump-a2"}, "test")
+				require.NoError(t, err)
+				var ss []Sighting
+				for i := range 300 { // 100 devices, three sightings each
+					ss = append(ss, Sighting{Device: telemetry.DeviceID(fmt.Sprintf("hp-%03d", i%100)), Model: "heatpump-a2", Firmware: "1.4.2"})
+				}
+				ss = append(ss, Sighting{Device: "bad id"}, Sighting{Device: "known-1", Firmware: "2.0.0"})
+				errs := svc.ObserveDevices(ctx, ss)
+				require.Len(t, errs, len(ss))
+				require.ErrorIs(t, errs[300], ErrInvalidArgument)
+				require.NoError(t, errs[301], "a known device is admitted")
+				d, err := s.GetDevice(ctx, "known-1")
+				require.NoError(t, err)
+				require.Equal(t, "2.0.0", d.Firmware)
+				require.Equal(t, t0, *d.LastSeen)
+				for i := range 300 {
+					if mode == UnknownReject {
+						require.ErrorIs(t, errs[i], ErrUnknownDevice, "sighting %d", i)
+					} else {
+						require.NoError(t, errs[i], "sighting %d", i)
+					}
+				}
+				devices, _, err := s.ListDevices(ctx, DeviceFilter{Limit: 1000})
+				require.NoError(t, err)
+				if mode == UnknownReject {
+					require.Len(t, devices, 1)
+					require.Equal(t, 300.0, counterVec(t, reg, "forewarn_registry_unknown_devices_total", "rejected"))
+					return
+				}
+				require.Len(t, devices, 101)
+				require.Equal(t, 100.0, counterVec(t, reg, "forewarn_registry_unknown_devices_total", "registered"), "each device registered once")
+				// Within seen_interval the same group is answered from memory.
+				again := svc.ObserveDevices(ctx, ss[:300])
+				for _, err := range again {
+					require.NoError(t, err)
+				}
+			})
+		}
+	}
+}
+
 // TestObserveStatus records status changes (the status topic, the Last
 // Will) in the registry: online state, last_seen for online, one audit
 // entry per change of state, and nothing for unknown devices.

@@ -246,39 +246,88 @@ func (s *Service) Run(ctx context.Context) error {
 // ErrUnknownDevice, and the caller should drop the reading. Safe for
 // concurrent use; cheap when the device was seen recently.
 func (s *Service) ObserveDevice(ctx context.Context, id telemetry.DeviceID, model, firmware string) error {
-	if _, err := telemetry.ParseDeviceID(string(id)); err != nil {
-		return fmt.Errorf("observe device: %w: %w", ErrInvalidArgument, err)
-	}
+	return s.ObserveDevices(ctx, []Sighting{{Device: id, Model: model, Firmware: firmware}})[0]
+}
+
+// A Sighting is telemetry from a device, with the model and firmware it
+// reported (either may be empty).
+type Sighting struct {
+	Device          telemetry.DeviceID
+	Model, Firmware string
+}
+
+// ObserveDevices is ObserveDevice for many sightings at once (ingest's
+// group commit): the devices not seen within registry.seen_interval are
+// written in one transaction, so a fleet's first sightings after a start
+// cost one commit per group, not one per device. errs[i] is ss[i]'s
+// result; a device that appears several times gets the same result each
+// time (its first sighting's model and firmware are written).
+func (s *Service) ObserveDevices(ctx context.Context, ss []Sighting) (errs []error) {
+	errs = make([]error, len(ss))
 	now := s.now()
+	var (
+		write []Sighting     // devices to write, each once
+		slot  map[string]int // device -> index in write
+		wait  map[int][]int  // index in write -> the sightings it decides
+	)
 	s.seenMu.Lock()
-	e, ok := s.seenAt[string(id)]
-	s.seenMu.Unlock()
-	if ok && now.Sub(e.at) < s.reg.SeenInterval {
-		if !e.known {
-			s.metrics.unknownDevices.WithLabelValues("rejected").Inc()
-			return fmt.Errorf("observe device %s: %w", id, ErrUnknownDevice)
+	for i, sg := range ss {
+		if _, err := telemetry.ParseDeviceID(string(sg.Device)); err != nil {
+			errs[i] = fmt.Errorf("observe device: %w: %w", ErrInvalidArgument, err)
+			continue
 		}
-		return nil
+		if e, ok := s.seenAt[string(sg.Device)]; ok && now.Sub(e.at) < s.reg.SeenInterval {
+			if !e.known {
+				s.metrics.unknownDevices.WithLabelValues("rejected").Inc()
+				errs[i] = fmt.Errorf("observe device %s: %w", sg.Device, ErrUnknownDevice)
+			}
+			continue
+		}
+		if slot == nil {
+			slot, wait = map[string]int{}, map[int][]int{}
+		}
+		k, ok := slot[string(sg.Device)]
+		if !ok {
+			k = len(write)
+			slot[string(sg.Device)] = k
+			write = append(write, sg)
+		}
+		wait[k] = append(wait[k], i)
 	}
-	known, registered, err := s.store.seen(ctx, string(id), model, firmware, now, s.reg.UnknownDevices == UnknownRegister)
+	s.seenMu.Unlock()
+	if len(write) == 0 {
+		return errs
+	}
+	known, registered, err := s.store.seen(ctx, write, now, s.reg.UnknownDevices == UnknownRegister)
 	if err != nil {
-		return fmt.Errorf("observe device %s: %w", id, err)
+		for k, sg := range write {
+			for _, i := range wait[k] {
+				errs[i] = fmt.Errorf("observe device %s: %w", sg.Device, err)
+			}
+		}
+		return errs
 	}
 	s.seenMu.Lock()
-	if len(s.seenAt) > maxSeenCache {
+	if len(s.seenAt)+len(write) > maxSeenCache {
 		clear(s.seenAt) // bounded memory; the next sighting of each writes once
 	}
-	s.seenAt[string(id)] = seenEntry{at: now, known: known}
+	for k, sg := range write {
+		s.seenAt[string(sg.Device)] = seenEntry{at: now, known: known[k]}
+	}
 	s.seenMu.Unlock()
-	if registered {
-		s.metrics.unknownDevices.WithLabelValues("registered").Inc()
-		s.log.Info("device registered on first telemetry", "device_id", id, "model", model)
+	for k, sg := range write {
+		if registered[k] {
+			s.metrics.unknownDevices.WithLabelValues("registered").Inc()
+			s.log.Info("device registered on first telemetry", "device_id", sg.Device, "model", sg.Model)
+		}
+		if !known[k] {
+			for _, i := range wait[k] {
+				s.metrics.unknownDevices.WithLabelValues("rejected").Inc()
+				errs[i] = fmt.Errorf("observe device %s: %w", sg.Device, ErrUnknownDevice)
+			}
+		}
 	}
-	if !known {
-		s.metrics.unknownDevices.WithLabelValues("rejected").Inc()
-		return fmt.Errorf("observe device %s: %w", id, ErrUnknownDevice)
-	}
-	return nil
+	return errs
 }
 
 // ObserveStatus records a status change ({prefix}/{id}/status, also the

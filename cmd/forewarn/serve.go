@@ -101,7 +101,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, reload func
 	sub := ingest.NewSubscriber(ingest.SubscriberOptions{
 		MQTT: cfg.MQTT, Limits: cfg.Ingest, Spool: spool, MaxBytes: cfg.Spool.MaxBytes,
 		Readings: newDetectSink(engine, log),
-		Events:   engineEvents{engine}, Status: engineStatus{engine, tickets}, Admit: admitDevice(tickets), Logger: log, Registerer: reg,
+		Events:   engineEvents{engine}, Status: engineStatus{engine, tickets}, Admit: admitDevices(tickets), Logger: log, Registerer: reg,
 	})
 
 	token := cfg.HTTP.AdminToken
@@ -259,16 +259,24 @@ func newDetectSink(engine *live.Engine, log *slog.Logger) ingest.Sink {
 	})
 }
 
-// admitDevice asks the registry about each device that sends telemetry or
-// events: it records last_seen and registers unknown devices, or, with
-// registry.unknown_devices: reject, refuses them (reason unknown_device).
-func admitDevice(tickets *ticketing.Service) func(context.Context, telemetry.DeviceID, string, string) error {
-	return func(ctx context.Context, dev telemetry.DeviceID, model, fw string) error {
-		err := tickets.ObserveDevice(ctx, dev, model, fw)
-		if errors.Is(err, ticketing.ErrUnknownDevice) {
-			return fmt.Errorf("%w: %w", ingest.ErrNotAdmitted, err)
+// admitDevices asks the registry about the devices of each group commit
+// that send telemetry or events, in one call: it records last_seen and
+// registers unknown devices, or, with registry.unknown_devices: reject,
+// refuses them (reason unknown_device).
+func admitDevices(tickets *ticketing.Service) func(context.Context, []ingest.Sighting) []error {
+	var ss []ticketing.Sighting // used by ingest's single committer only
+	return func(ctx context.Context, in []ingest.Sighting) []error {
+		ss = ss[:0]
+		for _, sg := range in {
+			ss = append(ss, ticketing.Sighting{Device: sg.Device, Model: sg.Model, Firmware: sg.Firmware})
 		}
-		return err
+		errs := tickets.ObserveDevices(ctx, ss)
+		for i, err := range errs {
+			if errors.Is(err, ticketing.ErrUnknownDevice) {
+				errs[i] = fmt.Errorf("%w: %w", ingest.ErrNotAdmitted, err)
+			}
+		}
+		return errs
 	}
 }
 
