@@ -530,12 +530,19 @@ func (s *SQLStore) seen(ctx context.Context, ss []Sighting, now time.Time, regis
 	err = s.writeTx(ctx, func(tx txn) error {
 		clear(known)
 		clear(registered)
+		// Prepared once: parsing the statement would cost more than
+		// running it, for each of thousands of devices.
+		update, err := tx.prepare(ctx, `UPDATE devices SET last_seen = ?, online = ?,
+				model = CASE WHEN ? <> '' THEN ? ELSE model END,
+				firmware = CASE WHEN ? <> '' THEN ? ELSE firmware END
+			WHERE id = ?`)
+		if err != nil {
+			return fmt.Errorf("prepare device update: %w", err)
+		}
+		defer update.Close()
 		for i, sg := range ss {
 			id, model, firmware := string(sg.Device), sg.Model, sg.Firmware
-			r, err := tx.exec(ctx, `UPDATE devices SET last_seen = ?, online = ?,
-					model = CASE WHEN ? <> '' THEN ? ELSE model END,
-					firmware = CASE WHEN ? <> '' THEN ? ELSE firmware END
-				WHERE id = ?`, formatTime(now), true, model, model, firmware, firmware, id)
+			r, err := update.ExecContext(ctx, formatTime(now), true, model, model, firmware, firmware, id)
 			if err != nil {
 				return fmt.Errorf("update device %s: %w", id, err)
 			}

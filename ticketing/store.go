@@ -186,6 +186,12 @@ func (t txn) query(ctx context.Context, q string, args ...any) (*sql.Rows, error
 	return t.tx.QueryContext(ctx, rebind(t.pg, q), args...)
 }
 
+// prepare prepares q for repeated use within the transaction (one parse
+// for many rows; the statement closes with the transaction).
+func (t txn) prepare(ctx context.Context, q string) (*sql.Stmt, error) {
+	return t.tx.PrepareContext(ctx, rebind(t.pg, q))
+}
+
 // forUpdate locks the rows a SELECT reads until the transaction ends, on
 // PostgreSQL. SQLite needs no row locks: BEGIN IMMEDIATE already holds the
 // database's write lock.
