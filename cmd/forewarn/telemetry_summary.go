@@ -72,17 +72,8 @@ func (s *influxSummarizer) Summarize(ctx context.Context, deviceID string, since
 	sums := map[string]*MetricSummary{}
 	for res.Next() {
 		rec := res.Record()
-		var v float64
-		switch x := rec.Value().(type) {
-		case float64:
-			v = x
-		case int64:
-			v = float64(x)
-		case bool:
-			if x {
-				v = 1
-			}
-		default:
+		v, ok := fluxNumber(rec.Value())
+		if !ok {
 			continue // strings are not telemetry
 		}
 		m := sums[rec.Field()]
@@ -137,17 +128,8 @@ func (s *influxSummarizer) Series(ctx context.Context, deviceID, metric string, 
 	var pts []httpapi.SeriesPoint
 	for res.Next() {
 		rec := res.Record()
-		var v float64
-		switch x := rec.Value().(type) {
-		case float64:
-			v = x
-		case int64:
-			v = float64(x)
-		case bool:
-			if x {
-				v = 1
-			}
-		default:
+		v, ok := fluxNumber(rec.Value())
+		if !ok {
 			continue
 		}
 		pts = append(pts, httpapi.SeriesPoint{At: rec.Time().UTC(), Value: v})
@@ -191,4 +173,23 @@ func thin(pts []httpapi.SeriesPoint, maxPoints int) []httpapi.SeriesPoint {
 		i = j
 	}
 	return out
+}
+
+// fluxNumber is a Flux record value as a number: floats and integers as
+// they are, booleans as 0 or 1; ok is false for anything else (strings).
+func fluxNumber(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int64:
+		return float64(x), true
+	case uint64:
+		return float64(x), true
+	case bool:
+		if x {
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
 }

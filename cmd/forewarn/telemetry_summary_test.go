@@ -57,3 +57,19 @@ func TestInfluxSummarizerIntegration(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, got.(TelemetrySummary).Metrics)
 }
+
+func TestFluxNumber(t *testing.T) {
+	for _, tt := range []struct {
+		in   any
+		want float64
+		ok   bool
+	}{
+		{21.5, 21.5, true}, {int64(-3), -3, true}, {uint64(7), 7, true},
+		{true, 1, true}, {false, 0, true}, {"on", 0, false}, {nil, 0, false},
+	} {
+		got, ok := fluxNumber(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("fluxNumber(%#v) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
