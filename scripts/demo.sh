@@ -109,6 +109,7 @@ api="http://127.0.0.1:$http_port"
 cat <<MSG
 
 Forewarn demo is running.
+  console      $api/console/   (sign in with the admin token below)
   API          $api/api/v1/tickets   (Authorization: Bearer $token)
   health       $api/healthz  $api/readyz
   metrics      $api/metrics
