@@ -84,3 +84,46 @@ func TestTemplatesDirOverride(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "Too hot: hp-9", subject)
 }
+
+// TestFaultTemplatesSayWhatWeDid: each fault with its own template tells the
+// customer, in their language, what we noticed, when (forecasts), and what
+// we already did; the resolution says it is fixed.
+func TestFaultTemplatesSayWhatWeDid(t *testing.T) {
+	tpl, err := LoadTemplates("")
+	require.NoError(t, err)
+	now := time.Date(2026, 11, 22, 15, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		fault, lang, model string
+		opened, resolved   []string
+	}{
+		{"battery_low", "en", "waterpump-p1", []string{"backup battery", "in about 3 days", "replacement battery", "#7"}, []string{"holds its charge"}},
+		{"battery_low", "de", "waterpump-p1", []string{"Notstrombatterie", "in etwa 3 Tagen zu schwach", "Ersatzbatterie"}, []string{"hält wieder"}},
+		{"connector_overheat", "en", "evcharger-e1", []string{"charging socket", "booked a technician", "#7"}, []string{"normal temperature"}},
+		{"connector_overheat", "de", "evcharger-e1", []string{"Ladebuchse", "Techniker gebucht"}, []string{"normal warm"}},
+		{"scale_buildup", "en", "waterheater-w1", []string{"Limescale", "descaling visit", "#7"}, []string{"normal speed"}},
+		{"scale_buildup", "de", "waterheater-w1", []string{"Kalk", "Entkalken"}, []string{"normaler Zeit"}},
+	} {
+		t.Run(tc.fault+"/"+tc.lang, func(t *testing.T) {
+			tk := ticketing.Ticket{ID: 7, DeviceID: "dev-1", Model: tc.model, Fault: tc.fault, Severity: telemetry.SeverityMinor,
+				Evidence: telemetry.Evidence{CrossAt: now.Add(71 * time.Hour)}}
+			d := Data{Event: ticketing.EventTicketOpened, Ref: "#7", Ticket: tk, Forecast: newForecast(tk.Evidence, now)}
+			if tc.fault != "battery_low" {
+				d.Forecast = Forecast{}
+			}
+			subject, text, html, err := tpl.Render(tc.lang, tc.fault, d)
+			require.NoError(t, err)
+			require.Contains(t, subject, "#7")
+			for _, want := range tc.opened {
+				require.Contains(t, text, want)
+			}
+			require.NotContains(t, text, tc.fault, "written for a person, not with the fault's id")
+			require.Contains(t, html, "<b>")
+			d.Event = ticketing.EventTicketResolved
+			_, text, _, err = tpl.Render(tc.lang, tc.fault, d)
+			require.NoError(t, err)
+			for _, want := range tc.resolved {
+				require.Contains(t, text, want)
+			}
+		})
+	}
+}
