@@ -16,7 +16,7 @@ const AutoModel = "auto"
 const (
 	// One metric (a univariate stream, NAB): a context rule and a
 	// second-level anomaly rule.
-	autoContextBins    = 4
+	autoContextBins    = 3
 	autoContextDepth   = 3
 	autoContextNovelty = 1.0
 	autoContextRest    = 200
