@@ -16,7 +16,7 @@ const AutoModel = "auto"
 const (
 	// One metric (a univariate stream, NAB): a context rule and a
 	// second-level anomaly rule.
-	autoContextBins    = 4
+	autoContextBins    = 3
 	autoContextDepth   = 3
 	autoContextNovelty = 1.0
 	autoContextRest    = 200
@@ -30,11 +30,11 @@ const (
 
 	// Several metrics of one device (a multichannel machine, SKAB): one
 	// anomaly rule per metric judging z directly, with a short clear_for.
-	autoMultiK        = 3.25
-	autoMultiClearK   = 1.625
-	autoMultiHalfLife = 300
+	autoMultiK        = 3.125
+	autoMultiClearK   = 1.75
+	autoMultiHalfLife = 200
 	autoMultiWarmup   = 600
-	autoMultiClearFor = 5 * time.Second
+	autoMultiClearFor = 2 * time.Second
 )
 
 // AutoProfile returns the "auto" profile for metrics. It needs no knowledge
