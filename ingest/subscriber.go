@@ -143,20 +143,13 @@ type SubscriberOptions struct {
 	// message with reason unknown_device; any other error is logged and the
 	// message admitted: data is not lost because the registry cannot be
 	// reached.
-	Admit      func(ctx context.Context, ss []Sighting) []error
+	Admit      func(ctx context.Context, ss []telemetry.Sighting) []error
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
 
 // ErrNotAdmitted is what SubscriberOptions.Admit wraps to reject a device.
 var ErrNotAdmitted = errors.New("device not admitted")
-
-// A Sighting is a device that sent a telemetry or events message, with the
-// model and firmware it reported (either may be empty).
-type Sighting struct {
-	Device          telemetry.DeviceID
-	Model, Firmware string
-}
 
 // admit applies SubscriberOptions.Admit to the accepted telemetry and
 // events messages of batch, in one call.
@@ -172,9 +165,9 @@ func (s *Subscriber) admit(ctx context.Context, batch []item) {
 		}
 		switch it.kind {
 		case TopicTelemetry:
-			s.sightings = append(s.sightings, Sighting{it.reading.Device, it.reading.Model, it.reading.Firmware})
+			s.sightings = append(s.sightings, telemetry.Sighting{Device: it.reading.Device, Model: it.reading.Model, Firmware: it.reading.Firmware})
 		case TopicEvents:
-			s.sightings = append(s.sightings, Sighting{Device: it.event.Device})
+			s.sightings = append(s.sightings, telemetry.Sighting{Device: it.event.Device})
 		default:
 			continue
 		}
@@ -228,10 +221,10 @@ type Subscriber struct {
 	sampler *logSampler
 	now     func() time.Time
 
-	dec        *Decoder   // used only by the MQTT handler goroutine
-	seqs       seqTracker // used only by the committer
-	sightings  []Sighting // admit's, used only by the committer
-	sighted    []int      // batch index of each of sightings
+	dec        *Decoder             // used only by the MQTT handler goroutine
+	seqs       seqTracker           // used only by the committer
+	sightings  []telemetry.Sighting // admit's, used only by the committer
+	sighted    []int                // batch index of each of sightings
 	queue      chan item
 	subscribed atomic.Bool // the filters are subscribed on the current connection
 	stopping   atomic.Bool

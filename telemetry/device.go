@@ -40,3 +40,11 @@ func deviceIDChar(c byte) bool {
 	}
 	return false
 }
+
+// A Sighting is a device that sent telemetry or events, with the model and
+// firmware it reported (either may be empty): what ingest asks the
+// registry to admit.
+type Sighting struct {
+	Device          DeviceID
+	Model, Firmware string
+}

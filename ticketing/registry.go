@@ -525,7 +525,7 @@ func (s *SQLStore) DeleteDevice(ctx context.Context, id, actor string, now time.
 // reported model and firmware of each known device, and registers an
 // unknown one when register is true. known[i] is false for an unknown
 // device that was not registered. ss holds each device once.
-func (s *SQLStore) seen(ctx context.Context, ss []Sighting, now time.Time, register bool) (known, registered []bool, err error) {
+func (s *SQLStore) seen(ctx context.Context, ss []telemetry.Sighting, now time.Time, register bool) (known, registered []bool, err error) {
 	known, registered = make([]bool, len(ss)), make([]bool, len(ss))
 	err = s.writeTx(ctx, func(tx txn) error {
 		clear(known)

@@ -336,11 +336,11 @@ func TestObserveDevices(t *testing.T) {
 				ctx := t.Context()
 				_, _, err := svc.PutDevice(ctx, Device{ID: "known-1", Model: "heatpump-a2"}, "test")
 				require.NoError(t, err)
-				var ss []Sighting
+				var ss []telemetry.Sighting
 				for i := range 300 { // 100 devices, three sightings each
-					ss = append(ss, Sighting{Device: telemetry.DeviceID(fmt.Sprintf("hp-%03d", i%100)), Model: "heatpump-a2", Firmware: "1.4.2"})
+					ss = append(ss, telemetry.Sighting{Device: telemetry.DeviceID(fmt.Sprintf("hp-%03d", i%100)), Model: "heatpump-a2", Firmware: "1.4.2"})
 				}
-				ss = append(ss, Sighting{Device: "bad id"}, Sighting{Device: "known-1", Firmware: "2.0.0"})
+				ss = append(ss, telemetry.Sighting{Device: "bad id"}, telemetry.Sighting{Device: "known-1", Firmware: "2.0.0"})
 				errs := svc.ObserveDevices(ctx, ss)
 				require.Len(t, errs, len(ss))
 				require.ErrorIs(t, errs[300], ErrInvalidArgument)

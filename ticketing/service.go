@@ -246,14 +246,7 @@ func (s *Service) Run(ctx context.Context) error {
 // ErrUnknownDevice, and the caller should drop the reading. Safe for
 // concurrent use; cheap when the device was seen recently.
 func (s *Service) ObserveDevice(ctx context.Context, id telemetry.DeviceID, model, firmware string) error {
-	return s.ObserveDevices(ctx, []Sighting{{Device: id, Model: model, Firmware: firmware}})[0]
-}
-
-// A Sighting is telemetry from a device, with the model and firmware it
-// reported (either may be empty).
-type Sighting struct {
-	Device          telemetry.DeviceID
-	Model, Firmware string
+	return s.ObserveDevices(ctx, []telemetry.Sighting{{Device: id, Model: model, Firmware: firmware}})[0]
 }
 
 // ObserveDevices is ObserveDevice for many sightings at once (ingest's
@@ -262,13 +255,13 @@ type Sighting struct {
 // cost one commit per group, not one per device. errs[i] is ss[i]'s
 // result; a device that appears several times gets the same result each
 // time (its first sighting's model and firmware are written).
-func (s *Service) ObserveDevices(ctx context.Context, ss []Sighting) (errs []error) {
+func (s *Service) ObserveDevices(ctx context.Context, ss []telemetry.Sighting) (errs []error) {
 	errs = make([]error, len(ss))
 	now := s.now()
 	var (
-		write []Sighting     // devices to write, each once
-		slot  map[string]int // device -> index in write
-		wait  map[int][]int  // index in write -> the sightings it decides
+		write []telemetry.Sighting // devices to write, each once
+		slot  map[string]int       // device -> index in write
+		pend  []int                // the sightings the write decides
 	)
 	s.seenMu.Lock()
 	for i, sg := range ss {
@@ -284,47 +277,43 @@ func (s *Service) ObserveDevices(ctx context.Context, ss []Sighting) (errs []err
 			continue
 		}
 		if slot == nil {
-			slot, wait = map[string]int{}, map[int][]int{}
+			slot = map[string]int{}
 		}
-		k, ok := slot[string(sg.Device)]
-		if !ok {
-			k = len(write)
-			slot[string(sg.Device)] = k
+		if _, ok := slot[string(sg.Device)]; !ok {
+			slot[string(sg.Device)] = len(write)
 			write = append(write, sg)
 		}
-		wait[k] = append(wait[k], i)
+		pend = append(pend, i)
 	}
 	s.seenMu.Unlock()
 	if len(write) == 0 {
 		return errs
 	}
 	known, registered, err := s.store.seen(ctx, write, now, s.reg.UnknownDevices == UnknownRegister)
-	if err != nil {
+	if err == nil {
+		s.seenMu.Lock()
+		if len(s.seenAt)+len(write) > maxSeenCache {
+			clear(s.seenAt) // bounded memory; the next sighting of each writes once
+		}
 		for k, sg := range write {
-			for _, i := range wait[k] {
-				errs[i] = fmt.Errorf("observe device %s: %w", sg.Device, err)
+			s.seenAt[string(sg.Device)] = seenEntry{at: now, known: known[k]}
+		}
+		s.seenMu.Unlock()
+		for k, sg := range write {
+			if registered[k] {
+				s.metrics.unknownDevices.WithLabelValues("registered").Inc()
+				s.log.Info("device registered on first telemetry", "device_id", sg.Device, "model", sg.Model)
 			}
 		}
-		return errs
 	}
-	s.seenMu.Lock()
-	if len(s.seenAt)+len(write) > maxSeenCache {
-		clear(s.seenAt) // bounded memory; the next sighting of each writes once
-	}
-	for k, sg := range write {
-		s.seenAt[string(sg.Device)] = seenEntry{at: now, known: known[k]}
-	}
-	s.seenMu.Unlock()
-	for k, sg := range write {
-		if registered[k] {
-			s.metrics.unknownDevices.WithLabelValues("registered").Inc()
-			s.log.Info("device registered on first telemetry", "device_id", sg.Device, "model", sg.Model)
-		}
-		if !known[k] {
-			for _, i := range wait[k] {
-				s.metrics.unknownDevices.WithLabelValues("rejected").Inc()
-				errs[i] = fmt.Errorf("observe device %s: %w", sg.Device, ErrUnknownDevice)
-			}
+	for _, i := range pend {
+		dev := ss[i].Device
+		switch k := slot[string(dev)]; {
+		case err != nil:
+			errs[i] = fmt.Errorf("observe device %s: %w", dev, err)
+		case !known[k]:
+			s.metrics.unknownDevices.WithLabelValues("rejected").Inc()
+			errs[i] = fmt.Errorf("observe device %s: %w", dev, ErrUnknownDevice)
 		}
 	}
 	return errs

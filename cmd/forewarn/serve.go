@@ -263,13 +263,8 @@ func newDetectSink(engine *live.Engine, log *slog.Logger) ingest.Sink {
 // that send telemetry or events, in one call: it records last_seen and
 // registers unknown devices, or, with registry.unknown_devices: reject,
 // refuses them (reason unknown_device).
-func admitDevices(tickets *ticketing.Service) func(context.Context, []ingest.Sighting) []error {
-	var ss []ticketing.Sighting // used by ingest's single committer only
-	return func(ctx context.Context, in []ingest.Sighting) []error {
-		ss = ss[:0]
-		for _, sg := range in {
-			ss = append(ss, ticketing.Sighting{Device: sg.Device, Model: sg.Model, Firmware: sg.Firmware})
-		}
+func admitDevices(tickets *ticketing.Service) func(context.Context, []telemetry.Sighting) []error {
+	return func(ctx context.Context, ss []telemetry.Sighting) []error {
 		errs := tickets.ObserveDevices(ctx, ss)
 		for i, err := range errs {
 			if errors.Is(err, ticketing.ErrUnknownDevice) {
