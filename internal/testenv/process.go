@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -35,11 +36,26 @@ var errNotFound = errors.New("not found")
 // errExited reports that a service process ended before it became ready.
 var errExited = errors.New("process exited before it was ready")
 
-// FreePort returns a TCP port on 127.0.0.1 that was free when it asked the
-// kernel. Another process may take it before the caller binds it; the
-// service starters retry once when that happens.
+// FreePort returns a TCP port on 127.0.0.1 that was free when it was
+// checked. It is drawn at random below the kernel's ephemeral range, so the
+// outgoing connections of the many tests running at once (which take
+// ephemeral ports) cannot take it before the caller binds it; only another
+// explicit bind of the same port can, and the service starters retry once
+// when that happens. Falls back to a kernel-chosen port.
 func FreePort(t testing.TB) int {
 	t.Helper()
+	low := ephemeralLow()
+	for range 50 {
+		port := 10000 + rand.IntN(low-10000)
+		l, err := net.Listen("tcp", net.JoinHostPort(loopback, strconv.Itoa(port)))
+		if err != nil {
+			continue // taken: draw again
+		}
+		if err := l.Close(); err != nil {
+			t.Fatalf("testenv: release free port %d: %v", port, err)
+		}
+		return port
+	}
 	l, err := net.Listen("tcp", net.JoinHostPort(loopback, "0"))
 	if err != nil {
 		t.Fatalf("testenv: find a free port: %v", err)
@@ -49,6 +65,25 @@ func FreePort(t testing.TB) int {
 		t.Fatalf("testenv: release free port %d: %v", port, err)
 	}
 	return port
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux:
+// /proc/sys/net/ipv4/ip_local_port_range), 32768 when it cannot be read or
+// leaves too little room below it.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 32768
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low < 12000 {
+		return 32768
+	}
+	return low
 }
 
 // RepoRoot returns the directory holding go.mod, found by walking up from
