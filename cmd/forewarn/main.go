@@ -12,25 +12,45 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-func main() {
+func main() { os.Exit(mainCode()) }
+
+// mainCode runs the command line and returns the process exit code, so
+// deferred work (the CPU profile) completes before os.Exit.
+func mainCode() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// FOREWARN_CPUPROFILE=FILE writes a CPU profile of the whole run, for
+	// `go tool pprof` (docs/performance.md; benchingest -cpuprofile sets it).
+	if path := os.Getenv("FOREWARN_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "forewarn: FOREWARN_CPUPROFILE:", err)
+			return 1
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
 	var ue usageError
 	switch {
 	case err == nil:
+		return 0
 	case errors.As(err, &ue):
 		fmt.Fprintln(os.Stderr, "forewarn:", err)
-		os.Exit(2)
+		return 2
 	default:
 		fmt.Fprintln(os.Stderr, "forewarn:", err)
-		os.Exit(1)
+		return 1
 	}
 }
 

@@ -37,6 +37,7 @@ type options struct {
 	duration, drain                                  time.Duration
 	devices, conns                                   int
 	systems                                          string
+	profileDir                                       string
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.IntVar(&o.devices, "devices", 10000, "distinct device ids")
 	flag.IntVar(&o.conns, "conns", 4, "publisher connections")
 	flag.StringVar(&o.systems, "systems", "forewarn,telegraf", "consumers to measure")
+	flag.StringVar(&o.profileDir, "cpuprofile", "", "write a CPU profile of each forewarn step into this directory (FOREWARN_CPUPROFILE)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "benchingest:", err)
@@ -67,14 +69,14 @@ type proc struct {
 	done chan struct{}
 }
 
-func start(dir, name string, bin string, args ...string) (*proc, error) {
+func start(dir, name string, env []string, bin string, args ...string) (*proc, error) {
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "GOMAXPROCS=2")
+	cmd.Env = append(append(os.Environ(), "GOMAXPROCS=2"), env...)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -113,6 +115,23 @@ func (p *proc) cpu() time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ 100
+}
+
+// selfCPU returns this process's user+system CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// perMsg is d per message in µs.
+func perMsg(d time.Duration, n int64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return d.Seconds() * 1e6 / float64(n)
 }
 
 // peakRSS returns VmHWM in MiB.
@@ -193,7 +212,7 @@ func run(o options) error {
 	if err := os.WriteFile(filepath.Join(dir, "mosquitto.conf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
-	if e.broker, err = start(dir, "mosquitto", o.mosquitto, "-c", filepath.Join(dir, "mosquitto.conf")); err != nil {
+	if e.broker, err = start(dir, "mosquitto", nil, o.mosquitto, "-c", filepath.Join(dir, "mosquitto.conf")); err != nil {
 		return err
 	}
 	defer e.broker.stop()
@@ -233,7 +252,7 @@ bind-address = "127.0.0.1:%d"
 	if err := os.WriteFile(filepath.Join(dir, "influxd.conf"), []byte(iconf), 0o644); err != nil {
 		return err
 	}
-	if e.infl, err = start(dir, "influxd", o.influxd, "run", "-config", filepath.Join(dir, "influxd.conf")); err != nil {
+	if e.infl, err = start(dir, "influxd", nil, o.influxd, "run", "-config", filepath.Join(dir, "influxd.conf")); err != nil {
 		return err
 	}
 	defer e.infl.stop()
@@ -248,7 +267,7 @@ bind-address = "127.0.0.1:%d"
 		return err
 	}
 
-	fmt.Printf("%-9s %-4s %8s %8s %9s %9s %9s %10s %9s %9s\n", "system", "qos", "offered", "sent/s", "sent", "stored", "complete", "stored/s", "cpu/msg", "peak_rss")
+	fmt.Printf("%-9s %-4s %8s %8s %9s %9s %9s %10s %9s %9s %9s %9s %9s\n", "system", "qos", "offered", "sent/s", "sent", "stored", "complete", "stored/s", "cpu/msg", "peak_rss", "broker", "influxd", "load")
 	step := 0
 	for _, q := range []struct {
 		qos   byte
@@ -265,8 +284,9 @@ bind-address = "127.0.0.1:%d"
 				if err != nil {
 					return fmt.Errorf("%s qos %d at %d/s: %w", sys, q.qos, rate, err)
 				}
-				fmt.Printf("%-9s %-4d %8d %8.0f %9d %9d %9v %10.0f %7.2fµs %6.0fMiB\n", sys, q.qos, rate, res.sentPerSec, res.sent, res.stored,
-					res.stored == res.sent, res.storedPerSec, res.cpuPerMsg.Seconds()*1e6, res.rss)
+				fmt.Printf("%-9s %-4d %8d %8.0f %9d %9d %9v %10.0f %7.2fµs %6.0fMiB %7.2fµs %7.2fµs %7.2fµs\n", sys, q.qos, rate, res.sentPerSec, res.sent, res.stored,
+					res.stored == res.sent, res.storedPerSec, res.cpuPerMsg.Seconds()*1e6, res.rss,
+					perMsg(res.brokerCPU, res.sent), perMsg(res.influxCPU, res.stored), perMsg(res.loadCPU, res.sent))
 			}
 		}
 	}
@@ -278,7 +298,10 @@ type result struct {
 	sentPerSec   float64
 	storedPerSec float64
 	cpuPerMsg    time.Duration
-	rss          float64
+	// CPU over the step of the broker, InfluxDB and the load generator
+	// (this process: publishing, and the count queries while settling).
+	brokerCPU, influxCPU, loadCPU time.Duration
+	rss                           float64
 }
 
 func (e *env) query(db, q string) (int64, error) {
@@ -331,7 +354,11 @@ http: {addr: %q, admin_token: benchmark-admin-token}
 		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 			return result{}, err
 		}
-		if p, err = start(e.dir, prefix+"-forewarn", o.forewarn, "serve", "--config", path); err != nil {
+		var env []string
+		if o.profileDir != "" {
+			env = append(env, "FOREWARN_CPUPROFILE="+filepath.Join(o.profileDir, fmt.Sprintf("forewarn-q%d-%d.prof", qos, rate)))
+		}
+		if p, err = start(e.dir, prefix+"-forewarn", env, o.forewarn, "serve", "--config", path); err != nil {
 			return result{}, err
 		}
 		if err := waitFor("forewarn", 30*time.Second, p, func() bool {
@@ -386,7 +413,7 @@ http: {addr: %q, admin_token: benchmark-admin-token}
 		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 			return result{}, err
 		}
-		if p, err = start(e.dir, prefix+"-telegraf", o.telegraf, "--config", path); err != nil {
+		if p, err = start(e.dir, prefix+"-telegraf", nil, o.telegraf, "--config", path); err != nil {
 			return result{}, err
 		}
 		// Telegraf has no readiness endpoint: wait until a probe reading is stored.
@@ -425,7 +452,7 @@ http: {addr: %q, admin_token: benchmark-admin-token}
 		}
 	}
 
-	cpu0 := p.cpu()
+	cpu0, bcpu0, icpu0, lcpu0 := p.cpu(), e.broker.cpu(), e.infl.cpu(), selfCPU()
 	t0 := time.Now()
 	sent, err := e.load(o, prefix, qos, rate)
 	if err != nil {
@@ -455,7 +482,8 @@ http: {addr: %q, admin_token: benchmark-admin-token}
 	}
 	cpu := p.cpu() - cpu0
 	res := result{sent: sent, sentPerSec: float64(sent) / sendTime.Seconds(), stored: stored,
-		storedPerSec: float64(stored) / tDone.Sub(t0).Seconds(), rss: p.peakRSS()}
+		storedPerSec: float64(stored) / tDone.Sub(t0).Seconds(), rss: p.peakRSS(),
+		brokerCPU: e.broker.cpu() - bcpu0, influxCPU: e.infl.cpu() - icpu0, loadCPU: selfCPU() - lcpu0}
 	if stored > 0 {
 		res.cpuPerMsg = cpu / time.Duration(stored)
 	}
@@ -485,22 +513,22 @@ func (e *env) load(o options, prefix string, qos byte, rate int) (int64, error) 
 		tails[k] = fmt.Appendf(nil, `,"model":"heatpump-a2","fw":"1.4.2","metrics":{"supply_temp_c":%d.%d,"return_temp_c":31.%d,"compressor_amps":7.%d,"flow_l_min":12.%d,"defrost":false}}`,
 			40+k%20, k%10, k%9, k%7, k%5)
 	}
+	addr := strings.TrimPrefix(e.brokerURL, "tcp://")
 	for c := range o.conns {
 		wg.Go(func() {
-			cl := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(e.brokerURL).
-				SetClientID(fmt.Sprintf("load-%s-%d", prefix, c)).SetMaxResumePubInFlight(1000).
-				SetWriteTimeout(10 * time.Second))
-			if tok := cl.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
-				errs <- fmt.Errorf("load connect: %v", tok.Error())
+			pub, err := dialRaw(addr, fmt.Sprintf("load-%s-%d", prefix, c), qos, 1000)
+			if err != nil {
+				errs <- fmt.Errorf("load connection %d: %w", c, err)
 				return
 			}
-			defer cl.Disconnect(250)
 			start := time.Now()
 			interval := time.Duration(float64(time.Second) * float64(o.conns) / float64(rate))
-			var pending []mqtt.Token
 			payload := make([]byte, 0, 256)
 			for i := range per {
 				if i%64 == 0 { // pace in slices of 64 messages
+					if err = pub.flush(); err != nil {
+						break
+					}
 					if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 						time.Sleep(d)
 					}
@@ -510,20 +538,16 @@ func (e *env) load(o options, prefix string, qos byte, rate int) (int64, error) 
 				}
 				n := c*per + i
 				payload = append(strconv.AppendInt(append(payload[:0], `{"ts":`...), base+int64(n), 10), tails[n%len(tails)]...)
-				tok := cl.Publish(topics[n%o.devices], qos, false, bytes.Clone(payload))
-				pending = append(pending, tok)
-				if len(pending) >= 500 { // QoS 1: acknowledged by the broker; QoS 0: written to it
-					for _, t := range pending {
-						t.Wait()
-					}
-					sent.Add(int64(len(pending)))
-					pending = pending[:0]
+				if err = pub.publish(topics[n%o.devices], payload); err != nil {
+					break
 				}
 			}
-			for _, t := range pending {
-				t.Wait()
+			// QoS 1: acknowledged by the broker; QoS 0: written to it.
+			n, cerr := pub.close(30 * time.Second)
+			sent.Add(n)
+			if err = errors.Join(err, cerr); err != nil {
+				errs <- fmt.Errorf("load connection %d: %w", c, err)
 			}
-			sent.Add(int64(len(pending)))
 		})
 	}
 	wg.Wait()
