@@ -157,8 +157,10 @@ func (b *Broker) start() error {
 }
 
 // mqttPing is the readiness probe: an MQTT 3.1.1 CONNECT (clean session,
-// empty client id) answered by an accepting CONNACK. A bare TCP connect
-// would also succeed against whoever else took our port first.
+// empty client id) answered by a CONNACK that accepts it, or refuses it for
+// want of credentials (return codes 4 and 5: a broker that requires sign-in
+// is up too). A bare TCP connect would also succeed against whoever else
+// took our port first.
 func mqttPing(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
@@ -182,7 +184,7 @@ func mqttPing(addr string) error {
 	if _, err := io.ReadFull(c, connack[:]); err != nil {
 		return fmt.Errorf("read CONNACK: %w", err)
 	}
-	if connack[0] != 0x20 || connack[1] != 2 || connack[3] != 0 {
+	if connack[0] != 0x20 || connack[1] != 2 || (connack[3] != 0 && connack[3] != 4 && connack[3] != 5) {
 		return fmt.Errorf("unexpected CONNACK % x", connack)
 	}
 	_, _ = c.Write([]byte{0xe0, 0}) // DISCONNECT
