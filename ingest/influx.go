@@ -457,17 +457,22 @@ func (w *Writer) post(ctx context.Context, body []byte) error {
 	return we
 }
 
+// maxBackoff bounds the wait between retries of a failing write. A retry
+// of an InfluxDB that is down costs it nothing (the connection is refused),
+// and the wait is how long the backlog may sit after InfluxDB is back: it
+// was 30 s, now at most 5 s pass before the drain starts.
+const maxBackoff = 5 * time.Second
+
+// nextBackoff doubles from 100 ms up to maxBackoff, or follows the
+// server's Retry-After (at most 5 minutes).
 func nextBackoff(prev time.Duration, we *WriteError) time.Duration {
 	if we != nil && we.RetryAfter > 0 {
 		return min(we.RetryAfter, 5*time.Minute)
 	}
-	switch {
-	case prev <= 0:
+	if prev <= 0 {
 		return 100 * time.Millisecond
-	case prev >= 15*time.Second:
-		return 30 * time.Second
 	}
-	return 2 * prev
+	return min(2*prev, maxBackoff)
 }
 
 // Close ships what Run left unconfirmed up to the spool's head, until done

@@ -334,3 +334,17 @@ func TestBufConnWriteFailureBreaksRead(t *testing.T) {
 		t.Fatal("Read still blocked after the connection failed on write")
 	}
 }
+
+func TestNextBackoff(t *testing.T) {
+	var got []time.Duration
+	d := time.Duration(0)
+	for range 9 {
+		d = nextBackoff(d, &WriteError{Retryable: true})
+		got = append(got, d)
+	}
+	ms := time.Millisecond
+	require.Equal(t, []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 5 * time.Second, 5 * time.Second, 5 * time.Second}, got)
+	require.Equal(t, 7*time.Second, nextBackoff(5*time.Second, &WriteError{Retryable: true, RetryAfter: 7 * time.Second}), "Retry-After wins")
+	require.Equal(t, 5*time.Minute, nextBackoff(0, &WriteError{Retryable: true, RetryAfter: time.Hour}), "Retry-After is bounded")
+	require.Equal(t, 100*ms, nextBackoff(0, nil))
+}
