@@ -38,7 +38,17 @@ type bufConn struct {
 	err    error
 	closed bool
 	done   chan struct{} // closed when the flusher has stopped
+
+	lastWrite time.Time // used by the flusher only
 }
+
+// A flusher that finds less than writeGather bytes while busy waits
+// writeLinger for more: the committer acknowledges a whole group at once,
+// but paho writes each PUBACK separately, through its own goroutine.
+const (
+	writeGather = 4 << 10
+	writeLinger = 200 * time.Microsecond
+)
 
 // maxPendingWrite bounds buffered writes; Write waits beyond it.
 const maxPendingWrite = 1 << 20
@@ -94,11 +104,19 @@ func (c *bufConn) flush() {
 		if len(c.buf) == 0 {
 			return // closed and drained
 		}
+		if len(c.buf) < writeGather && time.Since(c.lastWrite) < writeLinger*4 {
+			// Busy (the last write was moments ago) and little to send:
+			// let the PUBACKs of the group commit under way gather first.
+			c.mu.Unlock()
+			time.Sleep(writeLinger)
+			c.mu.Lock()
+		}
 		b := c.buf
 		c.buf = c.spare[:0]
 		c.mu.Unlock()
 		_, err := c.Conn.Write(b)
 		c.mu.Lock()
+		c.lastWrite = time.Now()
 		c.spare = b[:0]
 		c.cond.Broadcast()
 		if err != nil {

@@ -332,7 +332,7 @@ func (e *env) query(db, q string) (int64, error) {
 }
 
 func (e *env) step(o options, sys string, qos byte, rate, step int) (result, error) {
-	db := fmt.Sprintf("bench_%s_q%d_%d", sys, qos, rate)
+	db := fmt.Sprintf("bench_%s_q%d_%d_%d", sys, qos, rate, step) // a fresh database per step, repeated rates too
 	if _, err := e.query("", fmt.Sprintf("CREATE DATABASE %q", db)); err != nil {
 		return result{}, err
 	}
