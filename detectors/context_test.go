@@ -287,3 +287,14 @@ func BenchmarkContextObserve(b *testing.B) {
 	}
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "state-B/rule")
 }
+
+// TestContextMarginRuleKey: a rule without margin keeps the key it had
+// before the key existed, so a reload or restore after an upgrade keeps
+// its state; setting margin changes the key.
+func TestContextMarginRuleKey(t *testing.T) {
+	plain := contextRuleFor(nil)
+	require.NotContains(t, ruleKey(plain, 0), "Margin")
+	withMargin := contextRuleFor(func(r *Rule) { r.Margin = f64(0.15) })
+	require.Contains(t, ruleKey(withMargin, 0), `"Margin":0.15`)
+	require.NotEqual(t, ruleKey(plain, 0), ruleKey(withMargin, 0))
+}
