@@ -22,6 +22,7 @@ const (
 	autoContextRest    = 200
 	autoContextMemory  = 1024
 	autoContextWarmup  = 250
+	autoContextMargin  = 0.15
 	autoK              = 7
 	autoClearK         = 2.25
 	autoHalfLife       = 30
@@ -64,10 +65,10 @@ func AutoProfile(metrics []string) Profile {
 	}
 	p := Profile{Rules: make([]Rule, 0, 2*len(metrics))}
 	for _, m := range metrics {
-		nov, rest := autoContextNovelty, autoContextRest
+		nov, rest, margin := autoContextNovelty, autoContextRest, autoContextMargin
 		p.Rules = append(p.Rules, Rule{
 			Metric: m, Detector: DetectorContext, Bins: autoContextBins, Depth: autoContextDepth,
-			Novelty: &nov, Rest: &rest, Memory: autoContextMemory, Warmup: autoContextWarmup,
+			Novelty: &nov, Rest: &rest, Margin: &margin, Memory: autoContextMemory, Warmup: autoContextWarmup,
 			Fault: faultName(m) + "_context", Severity: telemetry.SeverityMinor,
 		})
 		k, ck := float64(autoK), autoClearK

@@ -219,7 +219,7 @@ func TestCatalogueValidate(t *testing.T) {
 			[]string{"codes: does not apply to detector usage"}},
 		{"context defaults", base("context", func(*Rule) {}), nil},
 		{"context ok", base("context", func(r *Rule) {
-			r.Bins, r.Depth, r.Novelty, r.Rest, r.Memory, r.Warmup = 8, 4, f64(0.75), intp(0), 64, 100
+			r.Bins, r.Depth, r.Novelty, r.Rest, r.Memory, r.Warmup, r.Margin = 8, 4, f64(0.75), intp(0), 64, 100, f64(0.15)
 		}), nil},
 		{"context bad bins and depth", base("context", func(r *Rule) { r.Bins, r.Depth = -1, 17 }),
 			[]string{"bins: must be between 1 and 4096", "depth: must be between 1 and 16"}},
@@ -228,9 +228,12 @@ func TestCatalogueValidate(t *testing.T) {
 		{"context novelty NaN", base("context", func(r *Rule) { r.Novelty = f64(math.NaN()) }), []string{"novelty: must be a finite number, not NaN"}},
 		{"context negative rest", base("context", func(r *Rule) { r.Rest = intp(-1) }), []string{"rest: must be between 0 and 1000000 readings"}},
 		{"context memory too large", base("context", func(r *Rule) { r.Memory = 1<<20 + 1 }), []string{"memory: must be between 2 and 1048576 contexts"}},
+		{"context negative margin", base("context", func(r *Rule) { r.Margin = f64(-0.1) }), []string{"margin: -0.1 must be in [0, 1]"}},
+		{"context margin above 1", base("context", func(r *Rule) { r.Margin = f64(2) }), []string{"margin: 2 must be in [0, 1]"}},
+		{"context margin infinite", base("context", func(r *Rule) { r.Margin = f64(math.Inf(1)) }), []string{"margin: must be a finite number, not +Inf"}},
 		{"context negative warmup", base("context", func(r *Rule) { r.Warmup = -5 }), []string{"warmup: must be between 0 and 1000000 readings"}},
 		{"context with k", base("context", func(r *Rule) { r.K = f64(3) }),
-			[]string{"k: does not apply to detector context (its keys: bins, depth, novelty, rest, memory, warmup)"}},
+			[]string{"k: does not apply to detector context (its keys: bins, depth, novelty, rest, memory, warmup, margin)"}},
 		{"anomaly with bins", base("anomaly", func(r *Rule) { r.Bins = 4 }), []string{"bins: does not apply to detector anomaly"}},
 	}
 	for _, tt := range tests {

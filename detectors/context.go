@@ -17,6 +17,8 @@
 //	memory            contexts remembered (bounded state: 8 bytes each, rounded up to a power of two); default 1024
 //	warmup            readings that learn the range before contexts are learnt; default 250 (it may
 //	                  raise after twice as many)
+//	margin            how far beyond the warm-up range, in levels, a value still counts as the
+//	                  nearest level inside it, in [0, 1]; default 0
 //	name              the rule's name in findings; default metric + "/context"
 //	fault             the ticket type, [a-z0-9_]+
 //	severity          info, minor, major or critical
@@ -28,9 +30,22 @@
 // least 1e-6 of the larger magnitude) and is then frozen: level
 // floor((value-min)/width), so a value at or above the warm-up's maximum,
 // or below its minimum, is in a level the warm-up never used (a new level
-// is always a new context). The history is the sequence of levels with
-// repeats collapsed (a value staying in its level adds nothing).
+// is always a new context). With margin m > 0, a value from the maximum
+// up to m widths above it is in the top level inside the range (bins-1),
+// and a value less than m widths below the minimum in the bottom one (0):
+// a warm-up sees a sample of the metric's range, and a value just past
+// its edge is not yet a level of its own. The history is the sequence of
+// levels with repeats collapsed (a value staying in its level adds
+// nothing).
 //
+// Warm-up lasts until the metric has taken two different values: a metric
+// constant so far (a disk idle at 0) has no range to cut. And while the
+// memory fills (the warm-up after the cut, before any judging), a value
+// farther from the range than the range is wide (a disk's first burst
+// after a few kilobytes) shows that the warm-up saw only a small part of
+// the range: the range takes it in, the width is cut again, the contexts
+// learnt so far are forgotten and the memory fills again for a warm-up.
+
 // Contexts: when the level changes, for each length L = 1..depth the last
 // L levels followed by the new one form a context. The novelty of the
 // reading is the fraction of those contexts never seen before (0 when the
@@ -39,10 +54,12 @@
 // full the newer context replaces one of the two, so the state stays
 // bounded and an old habit is eventually forgotten.
 //
-// When it fires and clears: from reading 2*warmup on (the contexts met in
-// the first warm-up after the range is frozen are all new), a reading
-// whose novelty is at least novelty raises, unless a raise happened in the last rest readings;
-// the next reading below novelty clears. A fault is reported once, at the
+// When it fires and clears: from warmup readings after the range is
+// last cut on (the contexts met in the first warm-up after it are all
+// new; reading 2*warmup unless the warm-up was constant or the range was
+// cut again), a reading whose novelty is at least novelty raises, unless
+// a raise happened in the last rest readings; the next reading below
+// novelty clears. A fault is reported once, at the
 // moment it starts to look new. Readings not after the last accepted one,
 // without the metric, NaN or infinite are ignored.
 //
@@ -84,6 +101,7 @@ const (
 	defaultContextRest    = 200
 	defaultContextMemory  = 1024
 	defaultContextWarmup  = 250
+	defaultContextMargin  = 0.0
 	maxContextDepth       = 16
 	maxContextMemory      = 1 << 20
 	contextLevelLimit     = 1 << 30 // levels beyond +-this are clamped
@@ -93,13 +111,14 @@ type contextRule struct {
 	ruleInfo
 	bins, depth  int
 	novelty      float64
+	margin       float64 // in level widths
 	rest, warmup int32
 	memory       int // a power of two, at least 2
 }
 
 func compileContext(r Rule) *contextRule {
 	c := &contextRule{ruleInfo: newRuleInfo(r), bins: defaultContextBins, depth: defaultContextDepth,
-		novelty: defaultContextNovelty, rest: defaultContextRest, warmup: defaultContextWarmup, memory: defaultContextMemory}
+		novelty: defaultContextNovelty, margin: defaultContextMargin, rest: defaultContextRest, warmup: defaultContextWarmup, memory: defaultContextMemory}
 	if r.Bins > 0 {
 		c.bins = r.Bins
 	}
@@ -111,6 +130,9 @@ func compileContext(r Rule) *contextRule {
 	}
 	if r.Rest != nil {
 		c.rest = int32(*r.Rest)
+	}
+	if r.Margin != nil {
+		c.margin = *r.Margin
 	}
 	if r.Warmup > 0 {
 		c.warmup = int32(r.Warmup)
@@ -133,6 +155,9 @@ func (r Rule) contextProblems() []*keyError {
 	if ps.finite("novelty", r.Novelty) && r.Novelty != nil && (*r.Novelty <= 0 || *r.Novelty > 1) {
 		ps.add("novelty", "%s must be in (0, 1]", num(*r.Novelty))
 	}
+	if ps.finite("margin", r.Margin) && r.Margin != nil && (*r.Margin < 0 || *r.Margin > 1) {
+		ps.add("margin", "%s must be in [0, 1]", num(*r.Margin))
+	}
 	if r.Rest != nil && (*r.Rest < 0 || *r.Rest > 1e6) {
 		ps.add("rest", "must be between 0 and 1000000 readings")
 	}
@@ -151,7 +176,7 @@ func (r Rule) contextProblems() []*keyError {
 type Context struct {
 	rule     *contextRule
 	clk      clock
-	N        int32   // readings accepted (saturating)
+	N        int32   // readings accepted (saturating), not counting a constant warm-up's beyond warmup-1
 	Min, Max float64 // warm-up range
 	Width    float64 // level width; 0 until warm-up ends
 	Hist     []int32 // the last depth distinct levels, newest last
@@ -192,8 +217,19 @@ func (d *Context) Score() float64 {
 	return 0.5 + 0.25*(n-t)/(1-t)
 }
 
+// cut sets the level width from the range.
+func (d *Context) cut() {
+	floor := 1e-6 * math.Max(1e-9, math.Max(math.Abs(d.Min), math.Abs(d.Max)))
+	d.Width = math.Max((d.Max-d.Min)/float64(d.rule.bins), floor)
+}
+
 // level returns the level of v once the width is frozen.
 func (d *Context) level(v float64) int32 {
+	if m := d.rule.margin * d.Width; v >= d.Max && v < d.Max+m {
+		v = d.Max - d.Width/2 // the top level inside the range
+	} else if v < d.Min && v > d.Min-m {
+		v = d.Min
+	}
 	l := math.Floor((v - d.Min) / d.Width)
 	return int32(math.Max(-contextLevelLimit, math.Min(contextLevelLimit, l)))
 }
@@ -222,8 +258,22 @@ func (d *Context) Observe(r telemetry.Reading) (telemetry.Finding, bool) {
 		if d.N < rule.warmup {
 			return telemetry.Finding{}, false
 		}
-		floor := 1e-6 * math.Max(1e-9, math.Max(math.Abs(d.Min), math.Abs(d.Max)))
-		d.Width = math.Max((d.Max-d.Min)/float64(rule.bins), floor)
+		if d.Max == d.Min {
+			// Constant so far: no range to cut. Wait for a second
+			// value; the judging then starts warmup readings later.
+			d.N = rule.warmup - 1
+			return telemetry.Finding{}, false
+		}
+		d.cut()
+	} else if d.N < 2*rule.warmup && (v > 2*d.Max-d.Min || v < 2*d.Min-d.Max) {
+		// Farther from the range than the range is wide, before any
+		// judging: the warm-up saw a small part of the range. Cut it
+		// again with this value and start learning contexts afresh.
+		d.Min, d.Max = math.Min(d.Min, v), math.Max(d.Max, v)
+		d.cut()
+		d.Hist = d.Hist[:0]
+		clear(d.Known)
+		d.N = rule.warmup
 	}
 	nov := d.learn(d.level(v))
 	d.Nov = nov

@@ -85,6 +85,48 @@ func TestContextDecisions(t *testing.T) {
 			}
 			return square(i)
 		}, nil},
+		// Margin: a square wave between 1 and 10 (bins 4: the width is
+		// 2.25), whose low phase dips a little below the warm-up's minimum
+		// from reading 600 on (0.09 widths) or further (0.44 widths).
+		{"a value just below the warm-up's minimum is a new level", contextRuleFor(func(r *Rule) { r.Warmup = 50 }), 1000, func(i int) float64 {
+			return dipBelow(i, 0.8)
+		}, []int{600}},
+		{"with margin, a value just below the minimum is the bottom level", contextRuleFor(func(r *Rule) { r.Warmup = 50; r.Margin = f64(0.15) }), 1000, func(i int) float64 {
+			return dipBelow(i, 0.8)
+		}, nil},
+		{"with margin, a value further below is a new level", contextRuleFor(func(r *Rule) { r.Warmup = 50; r.Margin = f64(0.15) }), 1000, func(i int) float64 {
+			return dipBelow(i, 0)
+		}, []int{600}},
+		// A metric constant for its first 300 readings (a disk idle at 0),
+		// then a square wave, then a new level at 700: the range is learnt
+		// from the wave, and the judging starts a warm-up after it. (A
+		// width learnt from zeros alone is the floor, 1e-15: the wave's top
+		// and the new level would both be the farthest level, one level.)
+		{"a constant warm-up waits for the metric to vary", contextRuleFor(func(r *Rule) { r.Warmup = 50 }), 1000, func(i int) float64 {
+			switch {
+			case i < 300:
+				return 0
+			case i >= 700 && i < 705:
+				return 30
+			}
+			return square(i)
+		}, []int{700}},
+		// A quiet warm-up (0 and 1), then from reading 80, before any
+		// judging, a sawtooth from 0 to 100: the range is cut again from
+		// the sawtooth (levels 25 wide), so a sawtooth point 3 off at 600
+		// is in its usual level, while 250 at 800 is a new one. (With the
+		// warm-up's width, 0.25, every point 3 off would be a new level.)
+		{"a swing wider than the range before judging cuts it again", contextRuleFor(func(r *Rule) { r.Warmup = 50 }), 1000, func(i int) float64 {
+			switch {
+			case i < 80:
+				return float64(i % 2)
+			case i == 600:
+				return float64(i%21*5 + 3)
+			case i == 800:
+				return 250
+			}
+			return float64(i % 21 * 5)
+		}, []int{800}},
 		{"NaN, infinities and a constant stream", contextRuleFor(func(r *Rule) { r.Warmup = 10 }), 500, func(i int) float64 {
 			switch i % 3 {
 			case 0:
@@ -115,6 +157,18 @@ func TestContextDecisions(t *testing.T) {
 			require.True(t, d.consistent())
 		})
 	}
+}
+
+// dipBelow is a square wave between 1 and 10, period 20, whose low phase
+// is low instead of 1 from reading 600 on.
+func dipBelow(i int, low float64) float64 {
+	switch {
+	case i%20 >= 10:
+		return 10
+	case i >= 600:
+		return low
+	}
+	return 1
 }
 
 // TestContextStateBounded: however long and wild the stream, the state
@@ -232,4 +286,15 @@ func BenchmarkContextObserve(b *testing.B) {
 		i++
 	}
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "state-B/rule")
+}
+
+// TestContextMarginRuleKey: a rule without margin keeps the key it had
+// before the key existed, so a reload or restore after an upgrade keeps
+// its state; setting margin changes the key.
+func TestContextMarginRuleKey(t *testing.T) {
+	plain := contextRuleFor(nil)
+	require.NotContains(t, ruleKey(plain, 0), "Margin")
+	withMargin := contextRuleFor(func(r *Rule) { r.Margin = f64(0.15) })
+	require.Contains(t, ruleKey(withMargin, 0), `"Margin":0.15`)
+	require.NotEqual(t, ruleKey(plain, 0), ruleKey(withMargin, 0))
 }

@@ -46,7 +46,7 @@ var detectorKeys = map[string][]string{
 	DetectorForecast:  {"limit", "direction", "window", "horizon", "clear_horizon", "min_confidence", "for", "clear_for"},
 	DetectorEvent:     {"codes", "clear_codes"},
 	DetectorUsage:     {"limit", "direction", "window", "horizon", "tolerance"},
-	DetectorContext:   {"bins", "depth", "novelty", "rest", "memory", "warmup"},
+	DetectorContext:   {"bins", "depth", "novelty", "rest", "memory", "warmup", "margin"},
 }
 
 // A Profile is the detector configuration of one device model:
@@ -98,6 +98,9 @@ type Rule struct {
 	Novelty            *float64           `mapstructure:"novelty"` // context: fraction of new contexts that raises
 	Rest               *int               `mapstructure:"rest"`    // context: readings after a raise without another
 	Memory             int                `mapstructure:"memory"`  // context: contexts remembered
+	// Margin is omitted from rule keys when unset, so rules written before
+	// it keep their keys (and their state across reloads and restores).
+	Margin *float64 `mapstructure:"margin" json:",omitempty"` // context: fraction of a level past the range that stays inside
 }
 
 // name is the rule's name in findings: Name, or Metric+"/"+Detector, or
