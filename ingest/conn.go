@@ -20,11 +20,11 @@ import (
 // header a byte at a time straight from the connection
 // (packets.ReadPacket), several read system calls per message; through a
 // bufio.Reader one read brings in many messages. paho also writes each
-// packet with its own Write: a PUBACK per message, one write system call
-// each. Write here appends to a buffer that a flusher goroutine writes out
-// whole: while one write system call is under way the next PUBACKs gather,
-// so under load one system call carries many of them, and an idle
-// connection still sends each packet at once (no timer, no added latency).
+// packet with its own Write. Write here appends to a buffer that a flusher
+// goroutine writes out whole: while one write system call is under way the
+// next packets gather, and an idle connection still sends each packet at
+// once (no timer, no added latency). The subscriber writes the PUBACKs of
+// a whole group commit in one Write (Subscriber.ack).
 // A failed write closes the connection; paho sees the read fail and
 // reconnects, and the messages whose PUBACKs were lost are redelivered.
 type bufConn struct {
@@ -38,17 +38,7 @@ type bufConn struct {
 	err    error
 	closed bool
 	done   chan struct{} // closed when the flusher has stopped
-
-	lastWrite time.Time // used by the flusher only
 }
-
-// A flusher that finds less than writeGather bytes while busy waits
-// writeLinger for more: the committer acknowledges a whole group at once,
-// but paho writes each PUBACK separately, through its own goroutine.
-const (
-	writeGather = 4 << 10
-	writeLinger = 200 * time.Microsecond
-)
 
 // maxPendingWrite bounds buffered writes; Write waits beyond it.
 const maxPendingWrite = 1 << 20
@@ -104,19 +94,11 @@ func (c *bufConn) flush() {
 		if len(c.buf) == 0 {
 			return // closed and drained
 		}
-		if len(c.buf) < writeGather && time.Since(c.lastWrite) < writeLinger*4 {
-			// Busy (the last write was moments ago) and little to send:
-			// let the PUBACKs of the group commit under way gather first.
-			c.mu.Unlock()
-			time.Sleep(writeLinger)
-			c.mu.Lock()
-		}
 		b := c.buf
 		c.buf = c.spare[:0]
 		c.mu.Unlock()
 		_, err := c.Conn.Write(b)
 		c.mu.Lock()
-		c.lastWrite = time.Now()
 		c.spare = b[:0]
 		c.cond.Broadcast()
 		if err != nil {
@@ -148,7 +130,7 @@ func (c *bufConn) Close() error {
 
 // openBuffered dials the broker as paho does (tcp, ssl and ws schemes, with
 // the proxy from the environment) and buffers the connection's reads.
-func openBuffered(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+func openBuffered(uri *url.URL, o mqtt.ClientOptions) (*bufConn, error) {
 	dialer := o.Dialer
 	if dialer == nil {
 		dialer = &net.Dialer{Timeout: o.ConnectTimeout}

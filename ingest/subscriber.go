@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -195,6 +197,7 @@ func (s *Subscriber) admit(ctx context.Context, batch []item) {
 // item is one received message on its way from the handler to the committer.
 type item struct {
 	msg      mqtt.Message
+	conn     *bufConn // the connection msg arrived on: its PUBACK goes there
 	kind     TopicKind
 	received time.Time
 	reading  telemetry.Reading
@@ -233,6 +236,8 @@ type Subscriber struct {
 
 	mu     sync.RWMutex // handlers hold it for reading while they queue
 	client mqtt.Client
+	conn   atomic.Pointer[bufConn] // the broker connection paho opened last
+	acks   []byte                  // PUBACKs of a group, used only by the committer
 }
 
 // NewSubscriber returns a Subscriber; Run starts it.
@@ -275,7 +280,14 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		SetAutoAckDisabled(true). // ack only once the reading is durable [MQTT-4.3.2-4]
 		SetKeepAlive(cfg.KeepAlive).
 		SetConnectTimeout(cfg.ConnectTimeout).
-		SetCustomOpenConnectionFn(openBuffered).
+		SetCustomOpenConnectionFn(func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+			c, err := openBuffered(uri, o)
+			if err != nil {
+				return nil, err
+			}
+			s.conn.Store(c)
+			return c, nil
+		}).
 		SetStore(noStore{}).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
@@ -389,7 +401,7 @@ func (s *Subscriber) handle(_ mqtt.Client, m mqtt.Message) {
 }
 
 func (s *Subscriber) decode(m mqtt.Message) item {
-	it := item{msg: m, received: s.now(), kind: TopicTelemetry}
+	it := item{msg: m, conn: s.conn.Load(), received: s.now(), kind: TopicTelemetry}
 	dev, kind, format, err := ParseTopic(s.opt.MQTT.TopicPrefix, m.Topic(), s.opt.Limits.Format)
 	if err != nil {
 		it.err = err
@@ -497,9 +509,7 @@ func (s *Subscriber) commitLoop(ctx context.Context) error {
 			s.metrics.spooled.Add(float64(lines))
 			lastCommit = time.Now()
 		}
-		for i := range batch {
-			batch[i].msg.Ack() // in arrival order [MQTT-4.6.0-2]
-		}
+		s.ack(batch)
 		now := s.now()
 		s.metrics.ackLag.Observe(now.Sub(batch[0].received).Seconds())
 
@@ -534,6 +544,30 @@ func (s *Subscriber) commitLoop(ctx context.Context) error {
 		s.deliver(ctx, rs, es, ss)
 	}
 	return failed
+}
+
+// ack acknowledges the QoS 1 messages of batch, in arrival order
+// [MQTT-4.6.0-2], each on the connection it arrived on, with one write per
+// connection rather than paho's Message.Ack (a goroutine hand-off and a
+// write per PUBACK). A message whose connection has gone since is not
+// acknowledged: the broker redelivers it on the session's new connection,
+// and that copy is acknowledged there. Acknowledging it on the new
+// connection instead could acknowledge a different message: once the
+// redelivered copy is acknowledged, the broker may reuse its packet id.
+func (s *Subscriber) ack(batch []item) {
+	for i := 0; i < len(batch); {
+		conn := batch[i].conn
+		s.acks = s.acks[:0]
+		for ; i < len(batch) && batch[i].conn == conn; i++ {
+			if m := batch[i].msg; m.Qos() == 1 {
+				id := m.MessageID()
+				s.acks = append(s.acks, 0x40, 2, byte(id>>8), byte(id)) // PUBACK
+			}
+		}
+		if len(s.acks) > 0 && conn != nil {
+			_, _ = conn.Write(s.acks) // fails only on a connection that is gone: redelivered
+		}
+	}
 }
 
 // encode appends the line of it, if it has one, to body.
