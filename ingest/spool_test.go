@@ -348,3 +348,57 @@ func TestNextBackoff(t *testing.T) {
 	require.Equal(t, 5*time.Minute, nextBackoff(0, &WriteError{Retryable: true, RetryAfter: time.Hour}), "Retry-After is bounded")
 	require.Equal(t, 100*ms, nextBackoff(0, nil))
 }
+
+// fakeMsg is an mqtt.Message as paho hands it over.
+type fakeMsg struct {
+	qos byte
+	id  uint16
+}
+
+func (m fakeMsg) Duplicate() bool   { return false }
+func (m fakeMsg) Qos() byte         { return m.qos }
+func (m fakeMsg) Retained() bool    { return false }
+func (m fakeMsg) Topic() string     { return "devices/d/telemetry" }
+func (m fakeMsg) MessageID() uint16 { return m.id }
+func (m fakeMsg) Payload() []byte   { return nil }
+func (m fakeMsg) Ack()              {}
+
+// TestSubscriberAckWritesPUBACKsPerConnection: the PUBACKs of a group go
+// out in arrival order, one write per connection, each on the connection
+// its message arrived on; QoS 0 messages get none, and messages whose
+// connection is unknown get none (the broker redelivers them).
+func TestSubscriberAckWritesPUBACKsPerConnection(t *testing.T) {
+	read := func(c net.Conn) <-chan []byte {
+		got := make(chan []byte, 1)
+		go func() {
+			var all []byte
+			buf := make([]byte, 1024)
+			for {
+				n, err := c.Read(buf)
+				all = append(all, buf[:n]...)
+				if err != nil {
+					got <- all
+					return
+				}
+			}
+		}()
+		return got
+	}
+	a1, a2 := net.Pipe()
+	b1, b2 := net.Pipe()
+	ca, cb := newBufConn(a1), newBufConn(b1)
+	gotA, gotB := read(a2), read(b2)
+	s := &Subscriber{}
+	s.ack([]item{
+		{msg: fakeMsg{1, 0x0102}, conn: ca},
+		{msg: fakeMsg{0, 0}, conn: ca},
+		{msg: fakeMsg{1, 7}, conn: ca},
+		{msg: fakeMsg{1, 8}, conn: nil},
+		{msg: fakeMsg{1, 0xfffe}, conn: cb},
+		{msg: fakeMsg{1, 9}, conn: ca},
+	})
+	require.NoError(t, ca.Close())
+	require.NoError(t, cb.Close())
+	require.Equal(t, []byte{0x40, 2, 1, 2, 0x40, 2, 0, 7, 0x40, 2, 0, 9}, <-gotA)
+	require.Equal(t, []byte{0x40, 2, 0xff, 0xfe}, <-gotB)
+}
