@@ -213,15 +213,14 @@ func TestSpoolCheckpointSkipsWrittenRecords(t *testing.T) {
 	require.Equal(t, []string{"written", "not-yet"}, got)
 }
 
-func TestBufConnBatchesWritesAndFlushesOnClose(t *testing.T) {
-	a, b := net.Pipe()
-	c := newBufConn(a)
+// received reads c until it fails and then sends everything it read.
+func received(c net.Conn) <-chan []byte {
 	got := make(chan []byte, 1)
 	go func() {
 		var all []byte
 		buf := make([]byte, 1024)
 		for {
-			n, err := b.Read(buf)
+			n, err := c.Read(buf)
 			all = append(all, buf[:n]...)
 			if err != nil {
 				got <- all
@@ -229,6 +228,13 @@ func TestBufConnBatchesWritesAndFlushesOnClose(t *testing.T) {
 			}
 		}
 	}()
+	return got
+}
+
+func TestBufConnBatchesWritesAndFlushesOnClose(t *testing.T) {
+	a, b := net.Pipe()
+	c := newBufConn(a)
+	got := received(b)
 	var want []byte
 	for i := range 100 {
 		p := []byte{0x40, 2, 0, byte(i)} // a PUBACK
@@ -368,26 +374,10 @@ func (m fakeMsg) Ack()              {}
 // its message arrived on; QoS 0 messages get none, and messages whose
 // connection is unknown get none (the broker redelivers them).
 func TestSubscriberAckWritesPUBACKsPerConnection(t *testing.T) {
-	read := func(c net.Conn) <-chan []byte {
-		got := make(chan []byte, 1)
-		go func() {
-			var all []byte
-			buf := make([]byte, 1024)
-			for {
-				n, err := c.Read(buf)
-				all = append(all, buf[:n]...)
-				if err != nil {
-					got <- all
-					return
-				}
-			}
-		}()
-		return got
-	}
 	a1, a2 := net.Pipe()
 	b1, b2 := net.Pipe()
 	ca, cb := newBufConn(a1), newBufConn(b1)
-	gotA, gotB := read(a2), read(b2)
+	gotA, gotB := received(a2), received(b2)
 	s := &Subscriber{}
 	s.ack([]item{
 		{msg: fakeMsg{1, 0x0102}, conn: ca},
