@@ -213,8 +213,8 @@ func TestSpoolCheckpointSkipsWrittenRecords(t *testing.T) {
 	require.Equal(t, []string{"written", "not-yet"}, got)
 }
 
-// received reads c until it fails and then sends everything it read.
-func received(c net.Conn) <-chan []byte {
+// readUntilClosed reads c until it fails and then sends everything it read.
+func readUntilClosed(c net.Conn) <-chan []byte {
 	got := make(chan []byte, 1)
 	go func() {
 		var all []byte
@@ -234,7 +234,7 @@ func received(c net.Conn) <-chan []byte {
 func TestBufConnBatchesWritesAndFlushesOnClose(t *testing.T) {
 	a, b := net.Pipe()
 	c := newBufConn(a)
-	got := received(b)
+	got := readUntilClosed(b)
 	var want []byte
 	for i := range 100 {
 		p := []byte{0x40, 2, 0, byte(i)} // a PUBACK
@@ -377,7 +377,7 @@ func TestSubscriberAckWritesPUBACKsPerConnection(t *testing.T) {
 	a1, a2 := net.Pipe()
 	b1, b2 := net.Pipe()
 	ca, cb := newBufConn(a1), newBufConn(b1)
-	gotA, gotB := received(a2), received(b2)
+	gotA, gotB := readUntilClosed(a2), readUntilClosed(b2)
 	s := &Subscriber{}
 	s.ack([]item{
 		{msg: fakeMsg{1, 0x0102}, conn: ca},
