@@ -23,6 +23,7 @@ const (
 	autoContextMemory  = 1024
 	autoContextWarmup  = 250
 	autoContextMargin  = 0.15
+	autoContextRecut   = 1.0 // the warm-up's re-cut factor, kept on once judging
 	autoK              = 7
 	autoClearK         = 2.25
 	autoHalfLife       = 30
@@ -65,10 +66,10 @@ func AutoProfile(metrics []string) Profile {
 	}
 	p := Profile{Rules: make([]Rule, 0, 2*len(metrics))}
 	for _, m := range metrics {
-		nov, rest, margin := autoContextNovelty, autoContextRest, autoContextMargin
+		nov, rest, margin, recut := autoContextNovelty, autoContextRest, autoContextMargin, autoContextRecut
 		p.Rules = append(p.Rules, Rule{
 			Metric: m, Detector: DetectorContext, Bins: autoContextBins, Depth: autoContextDepth,
-			Novelty: &nov, Rest: &rest, Margin: &margin, Memory: autoContextMemory, Warmup: autoContextWarmup,
+			Novelty: &nov, Rest: &rest, Margin: &margin, Recut: &recut, Memory: autoContextMemory, Warmup: autoContextWarmup,
 			Fault: faultName(m) + "_context", Severity: telemetry.SeverityMinor,
 		})
 		k, ck := float64(autoK), autoClearK

@@ -122,6 +122,12 @@ func catalogueLine(f telemetry.Finding) string {
 
 func g4(v float64) string { return strconv.FormatFloat(v, 'g', 4, 64) }
 
+// contextRecutRule is the rule of testdata/context_recut.csv.
+func contextRecutRule(recut *float64) Rule {
+	return Rule{Metric: "m", Detector: DetectorContext, Bins: 3, Depth: 3, Rest: intp(100), Warmup: 100,
+		Margin: f64(0.15), Recut: recut, Fault: "m_context", Severity: telemetry.SeverityMinor}
+}
+
 func TestCatalogueTraces(t *testing.T) {
 	tests := []struct {
 		trace   string // testdata/<trace>.csv, expected testdata/<trace>.findings
@@ -151,6 +157,8 @@ func TestCatalogueTraces(t *testing.T) {
 		{"forecast_gap", Profile{Rules: []Rule{fileExampleRule(t, "forecast.go")}}},
 		{"usage_example", Profile{Rules: []Rule{fileExampleRule(t, "usage.go")}}},
 		{"context_example", Profile{Rules: []Rule{fileExampleRule(t, "context.go")}}},
+		{"context_recut", Profile{Rules: []Rule{contextRecutRule(f64(1))}}},
+		{"context_recut_plain", Profile{Rules: []Rule{contextRecutRule(nil)}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.trace, func(t *testing.T) {
@@ -219,7 +227,7 @@ func TestCatalogueValidate(t *testing.T) {
 			[]string{"codes: does not apply to detector usage"}},
 		{"context defaults", base("context", func(*Rule) {}), nil},
 		{"context ok", base("context", func(r *Rule) {
-			r.Bins, r.Depth, r.Novelty, r.Rest, r.Memory, r.Warmup, r.Margin = 8, 4, f64(0.75), intp(0), 64, 100, f64(0.15)
+			r.Bins, r.Depth, r.Novelty, r.Rest, r.Memory, r.Warmup, r.Margin, r.Recut = 8, 4, f64(0.75), intp(0), 64, 100, f64(0.15), f64(1)
 		}), nil},
 		{"context bad bins and depth", base("context", func(r *Rule) { r.Bins, r.Depth = -1, 17 }),
 			[]string{"bins: must be between 1 and 4096", "depth: must be between 1 and 16"}},
@@ -231,9 +239,11 @@ func TestCatalogueValidate(t *testing.T) {
 		{"context negative margin", base("context", func(r *Rule) { r.Margin = f64(-0.1) }), []string{"margin: -0.1 must be in [0, 1]"}},
 		{"context margin above 1", base("context", func(r *Rule) { r.Margin = f64(2) }), []string{"margin: 2 must be in [0, 1]"}},
 		{"context margin infinite", base("context", func(r *Rule) { r.Margin = f64(math.Inf(1)) }), []string{"margin: must be a finite number, not +Inf"}},
+		{"context negative recut", base("context", func(r *Rule) { r.Recut = f64(-1) }), []string{"recut: -1 must be between 0 (never) and 1000 range widths"}},
+		{"context recut NaN", base("context", func(r *Rule) { r.Recut = f64(math.NaN()) }), []string{"recut: must be a finite number, not NaN"}},
 		{"context negative warmup", base("context", func(r *Rule) { r.Warmup = -5 }), []string{"warmup: must be between 0 and 1000000 readings"}},
 		{"context with k", base("context", func(r *Rule) { r.K = f64(3) }),
-			[]string{"k: does not apply to detector context (its keys: bins, depth, novelty, rest, memory, warmup, margin)"}},
+			[]string{"k: does not apply to detector context (its keys: bins, depth, novelty, rest, memory, warmup, margin, recut)"}},
 		{"anomaly with bins", base("anomaly", func(r *Rule) { r.Bins = 4 }), []string{"bins: does not apply to detector anomaly"}},
 	}
 	for _, tt := range tests {

@@ -19,6 +19,9 @@
 //	                  raise after twice as many)
 //	margin            how far beyond the warm-up range, in levels, a value still counts as the
 //	                  nearest level inside it, in [0, 1]; default 0
+//	recut             once judging, a value farther from the range than recut times its width
+//	                  cuts the range again (see below); default 0 (never: the range is only cut
+//	                  again before judging)
 //	name              the rule's name in findings; default metric + "/context"
 //	fault             the ticket type, [a-z0-9_]+
 //	severity          info, minor, major or critical
@@ -45,6 +48,17 @@
 // after a few kilobytes) shows that the warm-up saw only a small part of
 // the range: the range takes it in, the width is cut again, the contexts
 // learnt so far are forgotten and the memory fills again for a warm-up.
+//
+// With recut r > 0 the same holds once judging: a value farther from the
+// range than r times its width is judged against the levels it has (a
+// level far outside them: it raises, unless resting), then the range takes
+// it in, the width is cut again, the contexts are forgotten and the judging
+// starts again a warm-up later. A metric whose warm-up saw a small part of
+// its range (a spike or a level shift far beyond it) thus gets levels cut
+// from the range it has shown, instead of thin levels far outside the
+// warm-up's, where ordinary noise keeps making new contexts. One outlier
+// makes the levels coarse for good: what moves within a level is left to
+// other rules.
 
 // Contexts: when the level changes, for each length L = 1..depth the last
 // L levels followed by the new one form a context. The novelty of the
@@ -102,6 +116,7 @@ const (
 	defaultContextMemory  = 1024
 	defaultContextWarmup  = 250
 	defaultContextMargin  = 0.0
+	defaultContextRecut   = 0.0
 	maxContextDepth       = 16
 	maxContextMemory      = 1 << 20
 	contextLevelLimit     = 1 << 30 // levels beyond +-this are clamped
@@ -112,13 +127,14 @@ type contextRule struct {
 	bins, depth  int
 	novelty      float64
 	margin       float64 // in level widths
+	recut        float64 // in range widths; 0 = off
 	rest, warmup int32
 	memory       int // a power of two, at least 2
 }
 
 func compileContext(r Rule) *contextRule {
 	c := &contextRule{ruleInfo: newRuleInfo(r), bins: defaultContextBins, depth: defaultContextDepth,
-		novelty: defaultContextNovelty, margin: defaultContextMargin, rest: defaultContextRest, warmup: defaultContextWarmup, memory: defaultContextMemory}
+		novelty: defaultContextNovelty, margin: defaultContextMargin, recut: defaultContextRecut, rest: defaultContextRest, warmup: defaultContextWarmup, memory: defaultContextMemory}
 	if r.Bins > 0 {
 		c.bins = r.Bins
 	}
@@ -133,6 +149,9 @@ func compileContext(r Rule) *contextRule {
 	}
 	if r.Margin != nil {
 		c.margin = *r.Margin
+	}
+	if r.Recut != nil {
+		c.recut = *r.Recut
 	}
 	if r.Warmup > 0 {
 		c.warmup = int32(r.Warmup)
@@ -157,6 +176,9 @@ func (r Rule) contextProblems() []*keyError {
 	}
 	if ps.finite("margin", r.Margin) && r.Margin != nil && (*r.Margin < 0 || *r.Margin > 1) {
 		ps.add("margin", "%s must be in [0, 1]", num(*r.Margin))
+	}
+	if ps.finite("recut", r.Recut) && r.Recut != nil && (*r.Recut < 0 || *r.Recut > 1000) {
+		ps.add("recut", "%s must be between 0 (never) and 1000 range widths", num(*r.Recut))
 	}
 	if r.Rest != nil && (*r.Rest < 0 || *r.Rest > 1e6) {
 		ps.add("rest", "must be between 0 and 1000000 readings")
@@ -269,17 +291,20 @@ func (d *Context) Observe(r telemetry.Reading) (telemetry.Finding, bool) {
 		// Farther from the range than the range is wide, before any
 		// judging: the warm-up saw a small part of the range. Cut it
 		// again with this value and start learning contexts afresh.
-		d.Min, d.Max = math.Min(d.Min, v), math.Max(d.Max, v)
-		d.cut()
-		d.Hist = d.Hist[:0]
-		clear(d.Known)
-		d.N = rule.warmup
+		d.recut(v)
 	}
 	nov := d.learn(d.level(v))
 	d.Nov = nov
 	// Contexts seen in the first readings after warm-up are all new: let
 	// the memory fill for a warm-up's length before judging.
 	judging := d.N >= 2*rule.warmup
+	if r := rule.recut; judging && r > 0 {
+		// The same once judging, after this value has been judged with
+		// the levels it was judged by (below).
+		if w := d.Max - d.Min; v > d.Max+r*w || v < d.Min-r*w {
+			d.recut(v)
+		}
+	}
 	switch {
 	case !d.Raised && judging && nov >= rule.novelty && d.Quiet > rule.rest:
 		d.Raised, d.Quiet = true, 0
@@ -298,6 +323,16 @@ func (d *Context) Observe(r telemetry.Reading) (telemetry.Finding, bool) {
 		Value: v, Limit: limit, Op: "above", For: "0s", Since: r.At, Samples: 1,
 		Score: nov, Note: note,
 	}), true
+}
+
+// recut takes v into the range, cuts the width again and forgets the
+// contexts: the memory fills again for a warm-up before judging.
+func (d *Context) recut(v float64) {
+	d.Min, d.Max = math.Min(d.Min, v), math.Max(d.Max, v)
+	d.cut()
+	d.Hist = d.Hist[:0]
+	clear(d.Known)
+	d.N = d.rule.warmup
 }
 
 // learn appends level l to the history and returns the fraction of its

@@ -127,6 +127,32 @@ func TestContextDecisions(t *testing.T) {
 			}
 			return float64(i % 21 * 5)
 		}, []int{800}},
+		// Recut: a square wave between 0 and 10 (bins 4: width 2.5);
+		// at 600, once judging, 40 (three range widths above); at 850, 15
+		// (half a range width above); at 1100, 90. With recut 1, 40 raises
+		// and cuts the range again (levels 10 wide: the wave's 0 and 10 are
+		// levels 0 and 1, 15 is in level 1, 90 a new level); without, 15 is
+		// a thin level of its own past the warm-up's and raises too.
+		{"once judging, a value farther than recut range widths raises, then cuts the range again", contextRuleFor(func(r *Rule) { r.Warmup = 50; r.Recut = f64(1) }), 1300, farThenNear(40), []int{600, 1100}},
+		{"without recut a thin level past the range raises", contextRuleFor(func(r *Rule) { r.Warmup = 50 }), 1300, farThenNear(40), []int{600, 850, 1100}},
+		// 25 at 600 is 1.5 range widths above: with recut 2 the levels
+		// stay, so 15 at 850 is a new level; 90 at 1100 is past 2 widths.
+		{"a value within recut range widths keeps the levels", contextRuleFor(func(r *Rule) { r.Warmup = 50; r.Recut = f64(2) }), 1300, farThenNear(25), []int{600, 850, 1100}},
+		// After the cut the memory fills again for a warm-up: with rest
+		// 0, 35 at 620 (a new level of the new cut) does not raise; the
+		// judging starts again at 650 (N = 2*warmup), and 25 at 700 (a
+		// new level too) raises.
+		{"after a recut the judging waits a warm-up", contextRuleFor(func(r *Rule) { r.Warmup = 50; r.Recut = f64(1); r.Rest = intp(0) }), 1000, func(i int) float64 {
+			switch i {
+			case 600:
+				return 40
+			case 620:
+				return 35
+			case 700:
+				return 25
+			}
+			return square(i)
+		}, []int{600, 700}},
 		{"NaN, infinities and a constant stream", contextRuleFor(func(r *Rule) { r.Warmup = 10 }), 500, func(i int) float64 {
 			switch i % 3 {
 			case 0:
@@ -156,6 +182,25 @@ func TestContextDecisions(t *testing.T) {
 			require.Equal(t, tt.raises, raises)
 			require.True(t, d.consistent())
 		})
+	}
+}
+
+// farThenNear is a square wave between 0 and 10, period 20, with far at
+// reading 600, 15 at 850 and 90 at 1100.
+func farThenNear(far float64) func(int) float64 {
+	return func(i int) float64 {
+		switch i {
+		case 600:
+			return far
+		case 850:
+			return 15
+		case 1100:
+			return 90
+		}
+		if i%20 < 10 {
+			return 0
+		}
+		return 10
 	}
 }
 
@@ -297,4 +342,14 @@ func TestContextMarginRuleKey(t *testing.T) {
 	withMargin := contextRuleFor(func(r *Rule) { r.Margin = f64(0.15) })
 	require.Contains(t, ruleKey(withMargin, 0), `"Margin":0.15`)
 	require.NotEqual(t, ruleKey(plain, 0), ruleKey(withMargin, 0))
+}
+
+// TestContextRecutRuleKey: like margin, recut unset leaves rule keys as
+// they were; setting it changes the key.
+func TestContextRecutRuleKey(t *testing.T) {
+	plain := contextRuleFor(nil)
+	require.NotContains(t, ruleKey(plain, 0), "Recut")
+	withRecut := contextRuleFor(func(r *Rule) { r.Recut = f64(1) })
+	require.Contains(t, ruleKey(withRecut, 0), `"Recut":1`)
+	require.NotEqual(t, ruleKey(plain, 0), ruleKey(withRecut, 0))
 }

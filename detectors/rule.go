@@ -46,7 +46,7 @@ var detectorKeys = map[string][]string{
 	DetectorForecast:  {"limit", "direction", "window", "horizon", "clear_horizon", "min_confidence", "for", "clear_for"},
 	DetectorEvent:     {"codes", "clear_codes"},
 	DetectorUsage:     {"limit", "direction", "window", "horizon", "tolerance"},
-	DetectorContext:   {"bins", "depth", "novelty", "rest", "memory", "warmup", "margin"},
+	DetectorContext:   {"bins", "depth", "novelty", "rest", "memory", "warmup", "margin", "recut"},
 }
 
 // A Profile is the detector configuration of one device model:
@@ -101,6 +101,8 @@ type Rule struct {
 	// Margin is omitted from rule keys when unset, so rules written before
 	// it keep their keys (and their state across reloads and restores).
 	Margin *float64 `mapstructure:"margin" json:",omitempty"` // context: fraction of a level past the range that stays inside
+	// Recut, like Margin, is omitted from rule keys when unset.
+	Recut *float64 `mapstructure:"recut" json:",omitempty"` // context: range widths past the range that cut it again while judging; 0 = never
 }
 
 // name is the rule's name in findings: Name, or Metric+"/"+Detector, or
