@@ -78,6 +78,10 @@ type Decoder struct {
 	metrics []rawMetric
 	fields  []telemetry.Field
 	idx     []int32
+	// DecodeSenML's scratch: the pack's distinct times, and each record's
+	// field with the index of its time.
+	senTimes  []time.Time
+	senFields []senmlField
 }
 
 // internMax bounds the interner: past it, strings are allocated per message.

@@ -227,13 +227,20 @@ func FuzzDecodeSenML(f *testing.F) {
 	addCorpus(f, "testdata/senml/*.json")
 	f.Add([]byte(`[{"bn":"d:","bt":1795361400.5,"bv":1,"n":"a","v":2,"t":-1},{"n":"b","vb":true}]`))
 	lim := DefaultLimits()
+	d := NewDecoder(lim) // one decoder for all inputs, as in the subscriber: scratch reuse must not leak
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		d := NewDecoder(lim)
 		rs, err := d.DecodeSenML("dev-1", payload, received)
+		// The scanner against the encoding/json decoder it replaced: the
+		// same readings, or a rejection with the same reason.
+		ref, refErr := NewDecoder(lim).decodeSenMLMaps("dev-1", payload, received)
 		if err != nil {
 			require.NotEmpty(t, ReasonOf(err), "every rejection carries a reason: %v", err)
+			require.Error(t, refErr, "rejected, but the encoding/json decoder accepted it: %v", err)
+			require.Equal(t, ReasonOf(refErr), ReasonOf(err), "scanner: %v\nencoding/json: %v", err, refErr)
 			return
 		}
+		require.NoError(t, refErr, "accepted, but the encoding/json decoder rejected it")
+		require.Equal(t, ref, rs)
 		checkAccepted(t, rs, lim)
 		again, err := NewDecoder(lim).DecodeSenML("dev-1", payload, received)
 		require.NoError(t, err)

@@ -2,10 +2,7 @@ package ingest
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"math"
-	"strings"
 	"time"
 
 	"github.com/forewarn/forewarn/telemetry"
@@ -36,49 +33,46 @@ func (d *Decoder) DecodeSenML(device telemetry.DeviceID, payload []byte, receive
 	if len(payload) > lim.MaxPayloadBytes {
 		return nil, reject(ReasonTooLarge, "%d bytes, limit %d", len(payload), lim.MaxPayloadBytes)
 	}
-	trimmed := bytes.TrimSpace(payload)
-	if len(trimmed) == 0 || trimmed[0] != '[' {
+	b := bytes.TrimSpace(payload)
+	if len(b) == 0 || b[0] != '[' {
 		return nil, reject(ReasonMalformed, "SenML payload is not a JSON array")
 	}
-	if skipValue(trimmed, 0, 0) != len(trimmed) {
+	if skipValue(b, 0, 0) != len(b) {
 		return nil, reject(ReasonMalformed, "invalid JSON")
 	}
-	var recs []map[string]json.RawMessage
-	if err := json.Unmarshal(trimmed, &recs); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
+	// The syntax is valid from here on. First the pack's shape: objects
+	// (or null, rejected below in its turn), and how many.
+	n := 0
+	for i := senmlFirst(b); i > 0; i = senmlNext(b, i) {
+		if b[i] != '{' && b[i] != 'n' {
 			return nil, reject(ReasonMalformed, "SenML: want an array of objects")
 		}
-		return nil, reject(ReasonMalformed, "invalid JSON: %v", err)
+		n++
 	}
-	if len(recs) == 0 {
+	if n == 0 {
 		return nil, reject(ReasonNoMetrics, "empty SenML pack")
 	}
-	if len(recs) > lim.MaxMetrics {
-		return nil, reject(ReasonTooManyMetrics, "%d records, limit %d", len(recs), lim.MaxMetrics)
+	if n > lim.MaxMetrics {
+		return nil, reject(ReasonTooManyMetrics, "%d records, limit %d", n, lim.MaxMetrics)
 	}
 	var (
-		bn        string
-		bt, bv    float64
-		out       []telemetry.Reading
-		times     []time.Time
-		fieldSets [][]telemetry.Field
+		bn     []byte
+		bt, bv float64
+		rec    senmlRecord
 	)
-	for i, rec := range recs {
-		if rec == nil {
-			return nil, reject(ReasonMalformed, "SenML record %d is null", i)
+	d.senTimes, d.senFields = d.senTimes[:0], d.senFields[:0]
+	for i, k := senmlFirst(b), 0; i > 0; i, k = senmlNext(b, i), k+1 {
+		if b[i] == 'n' {
+			return nil, reject(ReasonMalformed, "SenML record %d is null", k)
 		}
-		for k := range rec {
-			switch k {
-			case "bn", "bt", "bu", "bv", "bs", "bver", "n", "u", "v", "vs", "vb", "vd", "s", "t", "ut":
-			default:
-				if strings.HasSuffix(k, "_") {
-					return nil, reject(ReasonMalformed, "SenML record %d: must-understand field %q is not supported", i, k)
-				}
-			}
+		if err := rec.scan(b, i); err != nil {
+			return nil, err
 		}
-		if raw, ok := rec["bver"]; ok {
-			v, err := senmlNumber(raw, "bver")
+		if rec.mustUnderstand != "" {
+			return nil, reject(ReasonMalformed, "SenML record %d: must-understand field %q is not supported", k, rec.mustUnderstand)
+		}
+		if rec.bver != nil {
+			v, err := senmlNumber(rec.bver, "bver")
 			if err != nil {
 				return nil, err
 			}
@@ -86,54 +80,50 @@ func (d *Decoder) DecodeSenML(device telemetry.DeviceID, payload []byte, receive
 				return nil, reject(ReasonMalformed, "SenML bver %v is not supported (at most %d)", v, maxSenMLVersion)
 			}
 		}
-		if raw, ok := rec["bn"]; ok {
-			s, err := senmlString(raw, "bn")
+		if rec.bn != nil {
+			s, err := senmlString(rec.bn, "bn")
 			if err != nil {
 				return nil, err
 			}
 			bn = s
 		}
-		if raw, ok := rec["bt"]; ok {
-			v, err := senmlNumber(raw, "bt")
+		if rec.bt != nil {
+			v, err := senmlNumber(rec.bt, "bt")
 			if err != nil {
 				return nil, err
 			}
 			bt = v
 		}
-		if raw, ok := rec["bv"]; ok {
-			v, err := senmlNumber(raw, "bv")
+		if rec.bv != nil {
+			v, err := senmlNumber(rec.bv, "bv")
 			if err != nil {
 				return nil, err
 			}
 			bv = v
 		}
-		for _, k := range []string{"vs", "vd", "s", "bs"} {
-			if _, ok := rec[k]; ok {
-				return nil, reject(ReasonBadType, "SenML record %d: %s is not a metric (numbers and booleans only)", i, k)
-			}
+		if rec.notMetric != "" {
+			return nil, reject(ReasonBadType, "SenML record %d: %s is not a metric (numbers and booleans only)", k, rec.notMetric)
 		}
-		name := ""
-		if raw, ok := rec["n"]; ok {
-			s, err := senmlString(raw, "n")
+		var name []byte
+		if rec.n != nil {
+			s, err := senmlString(rec.n, "n")
 			if err != nil {
 				return nil, err
 			}
 			name = s
 		}
-		if name == "" {
-			name = strings.TrimRight(bn, ":/")
+		if len(name) == 0 {
+			name = bytes.TrimRight(bn, ":/")
 		}
-		if err := checkMetricName(name); err != nil {
+		if err := checkMetricNameBytes(name); err != nil {
 			return nil, err
 		}
 		var f telemetry.Field
-		rawV, hasV := rec["v"]
-		rawVB, hasVB := rec["vb"]
-		switch {
-		case hasV && hasVB:
-			return nil, reject(ReasonMalformed, "SenML record %d has both v and vb", i)
-		case hasV:
-			if len(rawV) == 0 || !(rawV[0] == '-' || rawV[0] >= '0' && rawV[0] <= '9') {
+		switch rawV, rawVB := rec.v, rec.vb; {
+		case rawV != nil && rawVB != nil:
+			return nil, reject(ReasonMalformed, "SenML record %d has both v and vb", k)
+		case rawV != nil:
+			if !(rawV[0] == '-' || rawV[0] >= '0' && rawV[0] <= '9') {
 				return nil, reject(ReasonBadType, "metric %q: v must be a number", name)
 			}
 			v, ok := parseFloat(rawV)
@@ -141,7 +131,7 @@ func (d *Decoder) DecodeSenML(device telemetry.DeviceID, payload []byte, receive
 				return nil, reject(ReasonNonFinite, "metric %q: %.40s is not a finite float64", name, rawV)
 			}
 			f = telemetry.Field{Value: v + bv}
-		case hasVB:
+		case rawVB != nil:
 			switch string(rawVB) {
 			case "true":
 				f = telemetry.Field{Value: 1, IsBool: true}
@@ -153,12 +143,12 @@ func (d *Decoder) DecodeSenML(device telemetry.DeviceID, payload []byte, receive
 		case bv != 0:
 			f = telemetry.Field{Value: bv}
 		default:
-			return nil, reject(ReasonBadType, "metric %q: SenML record %d has no value", name, i)
+			return nil, reject(ReasonBadType, "metric %q: SenML record %d has no value", name, k)
 		}
-		f.Name = d.intern.getString(name)
+		f.Name = d.str(name)
 		t := bt
-		if raw, ok := rec["t"]; ok {
-			v, err := senmlNumber(raw, "t")
+		if rec.t != nil {
+			v, err := senmlNumber(rec.t, "t")
 			if err != nil {
 				return nil, err
 			}
@@ -168,29 +158,134 @@ func (d *Decoder) DecodeSenML(device telemetry.DeviceID, payload []byte, receive
 		if err != nil {
 			return nil, err
 		}
-		k := 0
-		for k < len(times) && !times[k].Equal(at) {
-			k++
+		j := 0
+		for j < len(d.senTimes) && !d.senTimes[j].Equal(at) {
+			j++
 		}
-		if k == len(times) {
-			times = append(times, at)
-			fieldSets = append(fieldSets, nil)
+		if j == len(d.senTimes) {
+			d.senTimes = append(d.senTimes, at)
 		}
-		fieldSets[k] = append(fieldSets[k], f)
+		d.senFields = append(d.senFields, senmlField{j, f})
 	}
-	for k, at := range times {
+	out := make([]telemetry.Reading, 0, len(d.senTimes))
+	for j, at := range d.senTimes {
 		if err := checkSkew(at, received, lim); err != nil {
 			return nil, err
 		}
-		if err := d.checkRange(fieldSets[k]); err != nil {
+		d.fields = d.fields[:0]
+		for _, sf := range d.senFields {
+			if sf.reading == j {
+				d.fields = append(d.fields, sf.f)
+			}
+		}
+		if err := d.checkRange(d.fields); err != nil {
 			return nil, err
 		}
-		out = append(out, telemetry.Reading{Device: device, At: at.UTC(), Fields: d.sortedFields(fieldSets[k])})
+		out = append(out, telemetry.Reading{Device: device, At: at.UTC(), Fields: d.sortedFields(d.fields)})
 	}
 	return out, nil
 }
 
-func senmlNumber(raw json.RawMessage, key string) (float64, error) {
+// senmlField is a record's field and the index of the reading (the
+// resolved time) it belongs to.
+type senmlField struct {
+	reading int
+	f       telemetry.Field
+}
+
+// senmlFirst returns the index of the first element of the valid JSON
+// array b, or 0 when it is empty.
+func senmlFirst(b []byte) int {
+	i := skipSpace(b, 1)
+	if b[i] == ']' {
+		return 0
+	}
+	return i
+}
+
+// senmlNext returns the index of the element after the one at i of the
+// valid JSON array b, or 0 after the last.
+func senmlNext(b []byte, i int) int {
+	i = skipSpace(b, skipValue(b, i, 1))
+	if b[i] == ']' {
+		return 0
+	}
+	return skipSpace(b, i+1) // past ','
+}
+
+// senmlRecord is what the decoder reads of one record: each member's raw
+// JSON value (nil when absent; of a repeated member, the last, as
+// encoding/json into a map keeps it).
+type senmlRecord struct {
+	bn, bt, bv, bver, n, v, vb, t []byte
+	notMetric                     string // vs, vd, s or bs, the first present in that order
+	mustUnderstand                string // an unknown member whose name ends in '_'
+}
+
+// scan reads the record object at b[i] == '{' of valid JSON b.
+func (r *senmlRecord) scan(b []byte, i int) error {
+	*r = senmlRecord{}
+	var vs, vd, s, bs bool
+	i = skipSpace(b, i+1)
+	for b[i] != '}' {
+		j, esc := scanString(b, i)
+		key, ok := unquote(b[i:j], esc)
+		if !ok {
+			return malformedAt(i)
+		}
+		i = skipSpace(b, skipSpace(b, j)+1) // past ':'
+		j = skipValue(b, i, 2)
+		val := b[i:j]
+		switch string(key) {
+		case "bn":
+			r.bn = val
+		case "bt":
+			r.bt = val
+		case "bv":
+			r.bv = val
+		case "bver":
+			r.bver = val
+		case "n":
+			r.n = val
+		case "v":
+			r.v = val
+		case "vb":
+			r.vb = val
+		case "t":
+			r.t = val
+		case "vs":
+			vs = true
+		case "vd":
+			vd = true
+		case "s":
+			s = true
+		case "bs":
+			bs = true
+		case "bu", "u", "ut":
+		default:
+			if len(key) > 0 && key[len(key)-1] == '_' {
+				r.mustUnderstand = string(key)
+			}
+		}
+		i = skipSpace(b, j)
+		if b[i] == ',' {
+			i = skipSpace(b, i+1)
+		}
+	}
+	switch {
+	case vs:
+		r.notMetric = "vs"
+	case vd:
+		r.notMetric = "vd"
+	case s:
+		r.notMetric = "s"
+	case bs:
+		r.notMetric = "bs"
+	}
+	return nil
+}
+
+func senmlNumber(raw []byte, key string) (float64, error) {
 	if len(raw) == 0 || !(raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9') {
 		return 0, reject(ReasonBadType, "SenML %s: want a number, got %.32s", key, raw)
 	}
@@ -201,10 +296,16 @@ func senmlNumber(raw json.RawMessage, key string) (float64, error) {
 	return v, nil
 }
 
-func senmlString(raw json.RawMessage, key string) (string, error) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", reject(ReasonBadType, "SenML %s: want a string, got %.32s", key, raw)
+// senmlString returns the string value raw (a JSON string literal, with
+// its escapes resolved).
+func senmlString(raw []byte, key string) ([]byte, error) {
+	if raw[0] != '"' {
+		return nil, reject(ReasonBadType, "SenML %s: want a string, got %.32s", key, raw)
+	}
+	j, esc := scanString(raw, 0)
+	s, ok := unquote(raw[:j], esc)
+	if !ok {
+		return nil, reject(ReasonBadType, "SenML %s: want a string, got %.32s", key, raw)
 	}
 	return s, nil
 }
