@@ -226,6 +226,7 @@ func FuzzDecodeLineProto(f *testing.F) {
 func FuzzDecodeSenML(f *testing.F) {
 	addCorpus(f, "testdata/senml/*.json")
 	f.Add([]byte(`[{"bn":"d:","bt":1795361400.5,"bv":1,"n":"a","v":2,"t":-1},{"n":"b","vb":true}]`))
+	f.Add([]byte(`[{"n":null,"bn":"x","v":1},{"bn":null,"n":"y","v":2}]`)) // null names are empty, as encoding/json had them
 	lim := DefaultLimits()
 	d := NewDecoder(lim) // one decoder for all inputs, as in the subscriber: scratch reuse must not leak
 	f.Fuzz(func(t *testing.T, payload []byte) {

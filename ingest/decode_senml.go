@@ -297,8 +297,11 @@ func senmlNumber(raw []byte, key string) (float64, error) {
 }
 
 // senmlString returns the string value raw (a JSON string literal, with
-// its escapes resolved).
+// its escapes resolved); null is the empty string, as encoding/json had it.
 func senmlString(raw []byte, key string) ([]byte, error) {
+	if string(raw) == "null" {
+		return nil, nil
+	}
 	if raw[0] != '"' {
 		return nil, reject(ReasonBadType, "SenML %s: want a string, got %.32s", key, raw)
 	}

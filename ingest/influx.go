@@ -165,7 +165,7 @@ const lagBytes = 1 << 20
 // follows the head in batches of batch_size points (or what arrived within
 // flush_interval), and the backlog lane drains older stretches at full speed:
 // what a previous run left, or what piled up while InfluxDB was away. Each
-// lane retries retryable failures with backoff (100 ms doubling to 30 s,
+// lane retries retryable failures with backoff (100 ms doubling to 5 s,
 // honouring Retry-After). A batch InfluxDB refuses as bad data (400, 422,
 // 413) is split in halves until the bad points are alone; those are dropped
 // and counted, the rest written. Spool segments are deleted once every

@@ -275,8 +275,12 @@ func (s *Subscriber) Run(ctx context.Context) error {
 		SetClientID(cfg.ClientID).
 		SetUsername(cfg.Username).
 		SetPassword(cfg.Password).
-		SetCleanSession(false).   // persistent session: the broker queues QoS 1 messages while we are away
-		SetOrderMatters(true).    // one handler goroutine: arrival order is kept; the handler never blocks on I/O
+		SetCleanSession(false). // persistent session: the broker queues QoS 1 messages while we are away
+		// One handler goroutine: arrival order is kept, the handler never
+		// blocks on I/O, and paho finishes it before it opens the next
+		// connection, so s.conn in the handler is the connection the
+		// message arrived on (Subscriber.ack relies on that).
+		SetOrderMatters(true).
 		SetAutoAckDisabled(true). // ack only once the reading is durable [MQTT-4.3.2-4]
 		SetKeepAlive(cfg.KeepAlive).
 		SetConnectTimeout(cfg.ConnectTimeout).
