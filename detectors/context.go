@@ -287,7 +287,7 @@ func (d *Context) Observe(r telemetry.Reading) (telemetry.Finding, bool) {
 			return telemetry.Finding{}, false
 		}
 		d.cut()
-	} else if d.N < 2*rule.warmup && (v > 2*d.Max-d.Min || v < 2*d.Min-d.Max) {
+	} else if d.N < 2*rule.warmup && d.far(v, 1) {
 		// Farther from the range than the range is wide, before any
 		// judging: the warm-up saw a small part of the range. Cut it
 		// again with this value and start learning contexts afresh.
@@ -301,7 +301,7 @@ func (d *Context) Observe(r telemetry.Reading) (telemetry.Finding, bool) {
 	if r := rule.recut; judging && r > 0 {
 		// The same once judging, after this value has been judged with
 		// the levels it was judged by (below).
-		if w := d.Max - d.Min; v > d.Max+r*w || v < d.Min-r*w {
+		if d.far(v, r) {
 			d.recut(v)
 		}
 	}
@@ -323,6 +323,12 @@ func (d *Context) Observe(r telemetry.Reading) (telemetry.Finding, bool) {
 		Value: v, Limit: limit, Op: "above", For: "0s", Since: r.At, Samples: 1,
 		Score: nov, Note: note,
 	}), true
+}
+
+// far reports whether v is more than r range widths outside the range.
+func (d *Context) far(v, r float64) bool {
+	w := d.Max - d.Min
+	return v > d.Max+r*w || v < d.Min-r*w
 }
 
 // recut takes v into the range, cuts the width again and forgets the

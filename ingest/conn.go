@@ -25,8 +25,9 @@ import (
 // next packets gather, and an idle connection still sends each packet at
 // once (no timer, no added latency). The subscriber writes the PUBACKs of
 // a whole group commit in one Write (Subscriber.ack).
-// A failed write closes the connection; paho sees the read fail and
-// reconnects, and the messages whose PUBACKs were lost are redelivered.
+// A failed write breaks the connection's reads (see Read); paho sees the
+// read fail and reconnects, and the messages whose PUBACKs were lost are
+// redelivered.
 type bufConn struct {
 	net.Conn
 	r *bufio.Reader

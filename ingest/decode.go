@@ -78,8 +78,9 @@ type Decoder struct {
 	metrics []rawMetric
 	fields  []telemetry.Field
 	idx     []int32
-	// DecodeSenML's scratch: the pack's distinct times, and each record's
-	// field with the index of its time.
+	// DecodeSenML's scratch: where each record starts, the pack's distinct
+	// times, and each record's field with the index of its time.
+	senRecs   []int
 	senTimes  []time.Time
 	senFields []senmlField
 }

@@ -42,17 +42,16 @@ func (d *Decoder) DecodeSenML(device telemetry.DeviceID, payload []byte, receive
 	}
 	// The syntax is valid from here on. First the pack's shape: objects
 	// (or null, rejected below in its turn), and how many.
-	n := 0
+	d.senRecs = d.senRecs[:0]
 	for i := senmlFirst(b); i > 0; i = senmlNext(b, i) {
 		if b[i] != '{' && b[i] != 'n' {
 			return nil, reject(ReasonMalformed, "SenML: want an array of objects")
 		}
-		n++
+		d.senRecs = append(d.senRecs, i)
 	}
-	if n == 0 {
+	if n := len(d.senRecs); n == 0 {
 		return nil, reject(ReasonNoMetrics, "empty SenML pack")
-	}
-	if n > lim.MaxMetrics {
+	} else if n > lim.MaxMetrics {
 		return nil, reject(ReasonTooManyMetrics, "%d records, limit %d", n, lim.MaxMetrics)
 	}
 	var (
@@ -61,7 +60,7 @@ func (d *Decoder) DecodeSenML(device telemetry.DeviceID, payload []byte, receive
 		rec    senmlRecord
 	)
 	d.senTimes, d.senFields = d.senTimes[:0], d.senFields[:0]
-	for i, k := senmlFirst(b), 0; i > 0; i, k = senmlNext(b, i), k+1 {
+	for k, i := range d.senRecs {
 		if b[i] == 'n' {
 			return nil, reject(ReasonMalformed, "SenML record %d is null", k)
 		}

@@ -115,10 +115,8 @@ func (p *rawPub) publish(topic string, payload []byte) error {
 			if err := p.w.Flush(); err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
-			select {
-			case <-p.rdDone:
-				return fmt.Errorf("broker connection closed: %v", p.readErr())
-			case <-time.After(100 * time.Microsecond):
+			if err := p.wait(100 * time.Microsecond); err != nil {
+				return err
 			}
 		}
 	}
@@ -145,6 +143,18 @@ func (p *rawPub) publish(topic string, payload []byte) error {
 	return nil
 }
 
+// wait sleeps d for PUBACKs to arrive; an error once the connection
+// has closed.
+func (p *rawPub) wait(d time.Duration) error {
+	select {
+	case <-p.rdDone:
+		return fmt.Errorf("broker connection closed: %v", p.readErr())
+	default:
+	}
+	time.Sleep(d)
+	return nil
+}
+
 // flush writes what is buffered.
 func (p *rawPub) flush() error { return p.w.Flush() }
 
@@ -156,11 +166,7 @@ func (p *rawPub) close(wait time.Duration) (int64, error) {
 	if p.qos == 1 {
 		deadline := time.Now().Add(wait)
 		for err == nil && p.acked.Load() < p.sent && time.Now().Before(deadline) {
-			select {
-			case <-p.rdDone:
-				err = fmt.Errorf("broker connection closed: %v", p.readErr())
-			case <-time.After(time.Millisecond):
-			}
+			err = p.wait(time.Millisecond)
 		}
 	}
 	if err == nil {
